@@ -22,6 +22,8 @@ export const ERROR_STATUS = {
   cancelled: 409,
   invalid_state: 409,
   agent_not_connected: 409,
+  loop_detected: 409,
+  hop_limit: 409,
   payload_too_large: 413,
   exec_failed: 422,
   is_directory: 422,

@@ -6,3 +6,4 @@ export * from "./api.js";
 export * from "./tokens.js";
 export * from "./base64.js";
 export * from "./providers.js";
+export * from "./chaining.js";
