@@ -100,7 +100,7 @@ describe("built-in providers", () => {
   it.each(BUILTIN_PROVIDERS)("%s has a valid manifest with a builtin: entrypoint", (id) => {
     const r = loadBuiltin(id);
     expect(r.ok).toBe(true);
-    expect(r.ok && r.providers[0]!.manifest).toMatchObject({ id, entrypoint: `builtin:${id}`, runtime: "node", category: ({ docker: "docker", e2b: "cloud", daytona: "cloud" } as Record<string, string>)[id] ?? "local" });
+    expect(r.ok && r.providers[0]!.manifest).toMatchObject({ id, entrypoint: `builtin:${id}`, runtime: "node", category: ({ docker: "docker", e2b: "cloud", daytona: "cloud", "cloudflare-containers": "cloud" } as Record<string, string>)[id] ?? "local" });
   });
 
   it("worktree requires a repository and defaults baseRef and branchPrefix", () => {

@@ -10,6 +10,7 @@ import type { ProviderManifest } from "@outpost/protocol";
 import { BUILTIN_PREFIX, builtinManifestText, MANIFEST_FILE, parseManifest, readManifest } from "./manifest.js";
 import { PROVIDER_METHODS, type Provider, type ProviderImpl } from "./provider.js";
 import { DockerProvider } from "./providers/docker.js";
+import { CloudflareContainersProvider } from "./providers/cloudflare-containers.js";
 import { DaytonaProvider } from "./providers/daytona.js";
 import { E2bProvider } from "./providers/e2b.js";
 import { LocalProvider } from "./providers/local.js";
@@ -23,6 +24,7 @@ const BUILTINS: Record<string, new (manifest: ProviderManifest) => Provider> = {
   docker: DockerProvider,
   e2b: E2bProvider,
   daytona: DaytonaProvider,
+  "cloudflare-containers": CloudflareContainersProvider,
 };
 export const BUILTIN_PROVIDERS = Object.keys(BUILTINS);
 
