@@ -7,12 +7,14 @@ import { events } from "./routes/events.js";
 import { exec } from "./routes/exec.js";
 import { files } from "./routes/files.js";
 import { health } from "./routes/health.js";
+import { openapi } from "./routes/openapi.js";
 import { hostConnect, hosts } from "./routes/hosts.js";
 import { providers } from "./routes/providers.js";
 import { environmentRuns, runs } from "./routes/runs.js";
 
 export const app = new Hono<{ Bindings: Env }>()
   .route("/v1/health", health)
+  .route("/v1/openapi.json", openapi)
   .route("/v1/environments", connect)
   .route("/v1/environments", environments)
   .route("/v1/environments", events)

@@ -7,3 +7,4 @@ export * from "./tokens.js";
 export * from "./base64.js";
 export * from "./providers.js";
 export * from "./chaining.js";
+export * from "./http.js";

@@ -1,6 +1,5 @@
 import { Hono } from "hono";
-import { z } from "zod";
-import { CreateEnvironmentBody, ENVIRONMENT_ID, EnvironmentState, LifecycleSettings, mergeConfig, PROVIDER_NAME } from "@outpost/protocol";
+import { CreateEnvironmentBody, LifecycleSettings, ListEnvironmentsQuery, mergeConfig } from "@outpost/protocol";
 import { requireRole, signAgentToken, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
 import { insertEnvironment, listEnvironments, removeEnvironment } from "../environment-index.js";
@@ -11,13 +10,6 @@ import { registryStub } from "./hosts.js";
 import { installedConfig } from "./providers.js";
 import { environmentStub, resolveEnvironmentId } from "../stub.js";
 import { parseBody, readJson } from "../validate.js";
-
-const ListQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(500).default(100),
-  cursor: z.string().regex(ENVIRONMENT_ID, "cursor must be a nextCursor value from a previous page").optional(),
-  state: EnvironmentState.optional(),
-  provider: z.string().regex(PROVIDER_NAME).optional(),
-});
 
 type App = { Bindings: Env; Variables: AuthVars };
 
@@ -64,7 +56,7 @@ export const environments = new Hono<App>()
     return c.json({ environment, agentToken }, 201, { location: `/v1/environments/${id}` });
   })
   .get("/", requireRole("viewer"), async (c) => {
-    const q = parseBody(ListQuery, c.req.query(), "query");
+    const q = parseBody(ListEnvironmentsQuery, c.req.query(), "query");
     return c.json(await listEnvironments(c.env.DB, c.get("user").org, { after: q.cursor, limit: q.limit, state: q.state, provider: q.provider }));
   })
   .get("/:idOrName", requireRole("viewer"), async (c) => {

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { z } from "zod";
+import { EventsQuery, EventStreamQuery } from "@outpost/protocol";
 import { SOCKET_KIND_HEADER } from "../../durable-objects/environment.js";
 import { requireRole, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
@@ -8,22 +8,16 @@ import { HttpError } from "../problem.js";
 import { environmentStub, resolveEnvironmentId } from "../stub.js";
 import { parseBody } from "../validate.js";
 
-const PageQuery = z.object({
-  after: z.coerce.number().int().min(0).default(0),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-});
-const StreamQuery = z.object({ after: z.coerce.number().int().min(0).default(0), access_token: z.string().optional() });
-
 export const events = new Hono<{ Bindings: Env; Variables: AuthVars }>()
   .get("/:idOrName/events", requireRole("viewer"), async (c) => {
-    const q = parseBody(PageQuery, c.req.query(), "query");
+    const q = parseBody(EventsQuery, c.req.query(), "query");
     const { org } = c.get("user");
     const id = await resolveEnvironmentId(c.env, org, c.req.param("idOrName"));
     return c.json(unwrap(await environmentStub(c.env, org, id).listEvents(q.after, q.limit)));
   })
   /** A hibernating WebSocket: every retained event after `after`, then live events, one JSON frame each. */
   .get("/:idOrName/events/stream", requireRole("viewer", { allowQuery: true }), async (c) => {
-    const q = parseBody(StreamQuery, c.req.query(), "query");
+    const q = parseBody(EventStreamQuery, c.req.query(), "query");
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       throw new HttpError(426, "upgrade_required", "This route is a WebSocket; connect with a WebSocket client.", {}, { upgrade: "websocket" });
     }

@@ -1,6 +1,5 @@
 import { Hono } from "hono";
-import { z } from "zod";
-import { checkRelativePath } from "@outpost/protocol";
+import { checkRelativePath, DiffQuery, FileListQuery, FileMkdirBody, FileMoveBody, QueryFlag } from "@outpost/protocol";
 import { requireRole, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
 import { unwrap } from "../outcome.js";
@@ -25,9 +24,6 @@ async function stub(c: Ctx): Promise<EnvironmentRpc> {
   return environmentStub(c.env, org, await resolveEnvironmentId(c.env, org, c.req.param("idOrName")));
 }
 
-const flag = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1").optional();
-const MoveBody = z.object({ from: z.string(), to: z.string(), overwrite: z.boolean().optional() });
-const MkdirBody = z.object({ path: z.string(), recursive: z.boolean().optional() });
 
 export const files = new Hono<App>()
   .get("/:idOrName/files", requireRole("viewer"), async (c) => {
@@ -46,35 +42,32 @@ export const files = new Hono<App>()
   })
   .delete("/:idOrName/files", requireRole("operator"), async (c) => {
     const path = checked(c.req.query("path"));
-    const recursive = parseBody(flag, c.req.query("recursive"), "recursive") ?? false;
+    const recursive = parseBody(QueryFlag.optional(), c.req.query("recursive"), "recursive") ?? false;
     return c.json(unwrap(await (await stub(c)).fileOp("file.delete", { path, recursive })));
   })
   .get("/:idOrName/files/stat", requireRole("viewer"), async (c) => {
     return c.json(unwrap(await (await stub(c)).fileOp("file.stat", { path: checked(c.req.query("path"), "path", true) })));
   })
   .get("/:idOrName/files/list", requireRole("viewer"), async (c) => {
-    const path = checked(c.req.query("path") ?? ".", "path", true);
-    const recursive = parseBody(flag, c.req.query("recursive"), "recursive") ?? false;
-    const max = c.req.query("maxEntries");
-    const maxEntries = max === undefined ? undefined : parseBody(z.coerce.number().int().min(1).max(100_000), max, "maxEntries");
-    return c.json(unwrap(await (await stub(c)).fileOp("file.list", { path, recursive, maxEntries })));
+    const q = parseBody(FileListQuery, c.req.query(), "query");
+    const path = checked(q.path ?? ".", "path", true);
+    return c.json(unwrap(await (await stub(c)).fileOp("file.list", { path, recursive: q.recursive ?? false, maxEntries: q.maxEntries })));
   })
   .post("/:idOrName/files/mkdir", requireRole("operator"), async (c) => {
-    const body = parseBody(MkdirBody, await readJson(c.req.raw));
+    const body = parseBody(FileMkdirBody, await readJson(c.req.raw));
     return c.json(unwrap(await (await stub(c)).fileOp("file.mkdir", { path: checked(body.path), recursive: body.recursive })));
   })
   .post("/:idOrName/files/move", requireRole("operator"), async (c) => {
-    const body = parseBody(MoveBody, await readJson(c.req.raw));
+    const body = parseBody(FileMoveBody, await readJson(c.req.raw));
     const params = { from: checked(body.from, "from"), to: checked(body.to, "to"), overwrite: body.overwrite };
     return c.json(unwrap(await (await stub(c)).fileOp("file.move", params)));
   })
   .post("/:idOrName/files/copy", requireRole("operator"), async (c) => {
-    const body = parseBody(MoveBody, await readJson(c.req.raw));
+    const body = parseBody(FileMoveBody, await readJson(c.req.raw));
     const params = { from: checked(body.from, "from"), to: checked(body.to, "to"), overwrite: body.overwrite };
     return c.json(unwrap(await (await stub(c)).fileOp("file.copy", params)));
   })
   .get("/:idOrName/diff", requireRole("viewer"), async (c) => {
-    const max = c.req.query("maxFileBytes");
-    const maxFileBytes = max === undefined ? undefined : parseBody(z.coerce.number().int().min(1).max(16 * 1024 * 1024), max, "maxFileBytes");
+    const { maxFileBytes } = parseBody(DiffQuery, c.req.query(), "query");
     return c.json(unwrap(await (await stub(c)).diff({ maxFileBytes })));
   });

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { z } from "zod";
+import { HostTokenBody } from "@outpost/protocol";
 import { HOST_NAME_HEADER, HOST_PROVIDERS_HEADER } from "../../durable-objects/host-registry.js";
 import { bearerToken, requireRole, signHostToken, verifyHostToken, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
@@ -9,12 +9,6 @@ import { parseBody, readJson } from "../validate.js";
 export function registryStub(env: Env, org: string) {
   return env.HOSTS.get(env.HOSTS.idFromName(org));
 }
-
-const HostTokenBody = z.object({
-  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "name must be lowercase letters, digits or '-'"),
-  providers: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/)).max(64).optional(),
-  ttlSeconds: z.number().int().min(60).max(5 * 365 * 24 * 3600).optional(),
-});
 
 /** The provider host's WebSocket: verified here, then handed to the org's registry to hibernate there. */
 export const hostConnect = new Hono<{ Bindings: Env }>().get("/connect", async (c) => {

@@ -1,13 +1,10 @@
 import { Hono } from "hono";
-import { z } from "zod";
-import { PROVIDER_NAME } from "@outpost/protocol";
+import { InstallProviderBody } from "@outpost/protocol";
 import { requireRole, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
 import { HttpError } from "../problem.js";
 import { parseBody, readJson } from "../validate.js";
 import { registryStub } from "./hosts.js";
-
-const InstallBody = z.object({ id: z.string().regex(PROVIDER_NAME, "id must be lowercase letters, digits or '-'"), config: z.record(z.string(), z.unknown()).default({}) });
 
 interface Row {
   id: string;
@@ -24,7 +21,7 @@ export async function installedConfig(db: D1Database, org: string, id: string): 
 /** Providers installed in the org (with its config for each) and which connected hosts offer them. */
 export const providers = new Hono<{ Bindings: Env; Variables: AuthVars }>()
   .post("/", requireRole("admin"), async (c) => {
-    const body = parseBody(InstallBody, await readJson(c.req.raw));
+    const body = parseBody(InstallProviderBody, await readJson(c.req.raw));
     const at = new Date().toISOString();
     await c.env.DB.prepare(
       "INSERT INTO providers (org, id, config, installed_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (org, id) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",

@@ -1,6 +1,5 @@
 import { Hono } from "hono";
-import { z } from "zod";
-import { CreateRunBody } from "@outpost/protocol";
+import { CreateRunBody, RunsQuery } from "@outpost/protocol";
 import { requireRole, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
 import { findRunEnvironment, insertRun } from "../environment-index.js";
@@ -28,7 +27,7 @@ export const environmentRuns = new Hono<App>()
     return c.json({ run }, 201, { location: `/v1/runs/${id}` });
   })
   .get("/:idOrName/runs", requireRole("viewer"), async (c) => {
-    const limit = parseBody(z.coerce.number().int().min(1).max(500).default(100), c.req.query("limit"), "limit");
+    const { limit } = parseBody(RunsQuery, c.req.query(), "query");
     const { org } = c.get("user");
     const stub = environmentStub(c.env, org, await resolveEnvironmentId(c.env, org, c.req.param("idOrName")));
     return c.json({ runs: unwrap(await stub.listRuns(limit)) });
