@@ -8,9 +8,8 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AGENT_LAUNCHER } from "../../scripts/lib/agent-process.js";
-import { spawnGroup, type ProcessGroup } from "../../scripts/lib/process-group.js";
-import { ROOT } from "../../scripts/lib/dev-vars.js";
+import type { ProcessGroup } from "../../scripts/lib/process-group.js";
+import { startProviderHost } from "../../scripts/lib/provider-host.js";
 import { expectProblem, killLeftovers, startHarness, waitFor, type Harness } from "./helpers.js";
 
 let h: Harness;
@@ -25,22 +24,9 @@ afterAll(async () => {
 });
 
 async function startHost(name: string, args: string[]): Promise<ProcessGroup> {
-  const res = await h.admin.request("POST", "/v1/hosts/tokens", { json: { name } });
-  expect(res.status).toBe(201);
-  const { token } = (await res.json()) as { token: string };
-  const dir = join(h.dir, "hosts", name);
-  mkdirSync(dir, { recursive: true });
-  const env = { ...process.env, OUTPOST_HOST_TOKEN: token, XDG_STATE_HOME: join(dir, "state") };
-  const p = spawnGroup(process.execPath, [AGENT_LAUNCHER, "host", "--url", h.cp.url, "--root", join(dir, "environments"), ...args], { cwd: ROOT, env });
-  hosts.push(p);
-  await waitFor(
-    async () => {
-      const list = (await (await h.admin.request("GET", "/v1/hosts")).json()) as { hosts: Array<{ name: string; connected: boolean }> };
-      return list.hosts.some((x) => x.name === name && x.connected);
-    },
-    { timeoutMs: 20_000, what: `host ${name} to register`, failIf: () => (p.exit ? `host exited:\n${p.output()}` : null) },
-  );
-  return p;
+  const host = await startProviderHost({ admin: h.admin, name, dir: join(h.dir, "hosts", name), args });
+  hosts.push(host.process);
+  return host.process;
 }
 
 type Env = { id: string; state: string; host: string | null; provider: string; resourceId: string | null; connected: boolean };
