@@ -376,7 +376,8 @@ export class EnvironmentObject extends DurableObject<Env> {
 
   /** Sends every retained event after the cursor, then live ones: no gap, no duplicate. */
   private acceptWatcher(request: Request): Response {
-    const after = Math.max(0, Number(new URL(request.url).searchParams.get("after") ?? 0) || 0);
+    const params = new URL(request.url).searchParams;
+    const after = Math.max(0, Number(params.get("after") ?? 0) || 0, this.events.tailCursor(params.get("tail")));
     const pair = new WebSocketPair();
     this.ctx.acceptWebSocket(pair[1], [WATCH_TAG]);
     pair[1].serializeAttachment({ role: "watch" });

@@ -47,6 +47,14 @@ export class EventLog {
     return { events, next: events.length ? events[events.length - 1]!.seq : after };
   }
 
+  /** The cursor after which at most `tail` retained events remain (0 when `tail` is absent or not a count). */
+  tailCursor(tail: string | null): number {
+    const n = tail === null || tail === "" ? NaN : Number(tail);
+    if (!Number.isInteger(n) || n < 0) return 0;
+    const [top] = this.sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM events`;
+    return Math.max(0, (top?.seq ?? 0) - n);
+  }
+
   prune(): void {
     const cutoff = new Date(this.now() - RETENTION.maxAgeMs).toISOString();
     const [top] = this.sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM events`;

@@ -25,7 +25,12 @@ export const EventsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
 /** `access_token` is for browsers, which cannot set headers on a WebSocket. */
-export const EventStreamQuery = z.object({ after: z.coerce.number().int().min(0).default(0), access_token: z.string().optional() });
+export const EventStreamQuery = z.object({
+  after: z.coerce.number().int().min(0).default(0),
+  /** Replay at most the newest `tail` retained events (0: live ones only), still none at or before `after`. */
+  tail: z.coerce.number().int().min(0).max(10_000).optional(),
+  access_token: z.string().optional(),
+});
 
 export const RunsQuery = z.object({ limit: z.coerce.number().int().min(1).max(500).default(100) });
 

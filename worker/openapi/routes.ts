@@ -220,7 +220,7 @@ export const ROUTES: RouteSpec[] = [
     path: `${E}/events/stream`,
     tag: "events",
     summary: "WebSocket: every retained event after ?after=SEQ, then live ones; no gap, no duplicate",
-    description: "Browsers, which cannot set headers on a WebSocket, may pass the token as ?access_token=.",
+    description: "?tail=N replays at most the newest N retained events (tail=0: live events only). Browsers, which cannot set headers on a WebSocket, may pass the token as ?access_token=.",
     auth: "viewer",
     query: EventStreamQuery,
     headers: [{ name: "Upgrade", required: true, description: "websocket" }],
