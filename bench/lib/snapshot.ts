@@ -2,7 +2,7 @@
  * The control plane's sources, copied once at the start of a run: wrangler dev watches its sources
  * and restarts the Worker on every edit, which would break a transfer or a latency series if someone
  * edits the repo while the bench runs, and would mix two versions in one result. The copy holds
- * wrangler.toml, worker/, durable-objects/, protocol/ and migrations/, either as they are in the
+ * wrangler.toml, worker/, durable-objects/, protocol/, migrations/ and dashboard/ (the static assets), either as they are in the
  * working tree or as committed at HEAD, and a node_modules of links to the repo's, except that
  * @outpost/protocol points at the copied protocol.
  */
@@ -13,7 +13,7 @@ import { ROOT } from "../../scripts/lib/dev-vars.js";
 
 export type SourceOf = "worktree" | "head";
 
-export const CONTROL_PLANE_SOURCES = ["wrangler.toml", "worker", "durable-objects", "protocol", "migrations"];
+export const CONTROL_PLANE_SOURCES = ["wrangler.toml", "worker", "durable-objects", "protocol", "migrations", "dashboard"];
 
 /** Copies the sources into `dir` and returns the copy's wrangler.toml. */
 export function snapshotControlPlane(dir: string, from: SourceOf): string {

@@ -1,0 +1,190 @@
+/**
+ * The web dashboard in real headless Chromium against the real Worker (wrangler dev, static assets
+ * and API on one origin) and a real provider-agent: sign in, the live environments table, the
+ * environment page (event log, exec with confirmation, files, diff, runs, actions), screenshots.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentProcess } from "../../scripts/lib/agent-process.js";
+import { ROOT } from "../../scripts/lib/dev-vars.js";
+import { launchChromium, measureScreenshot, type Browser } from "./browser.js";
+import { startHarness, unlessExited, type Harness } from "./helpers.js";
+
+/** Screenshots land here for people to look at (not committed). */
+const SHOTS = process.env.OUTPOST_TEST_OUTPUT ? join(process.env.OUTPOST_TEST_OUTPUT, "dashboard") : join(ROOT, "test-output", "dashboard");
+const NAME = "web";
+/** A file name that is markup: it must show as text and run nothing. */
+const HOSTILE = "<img src=x onerror=window.__xss=1>.txt";
+
+let h: Harness;
+let browser: Browser;
+let page: Page;
+let agent: AgentProcess;
+let agentToken = "";
+let workspace = "";
+const problems: string[] = [];
+// page.evaluate takes source strings here: this project's Node types have no DOM.
+
+async function startAgent() {
+  agent = h.agent({ token: agentToken, workspace });
+  await h.admin.waitForEnvironment(NAME, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
+}
+
+/** Screenshots the page into SHOTS and checks it is a real render: a sizeable PNG of many colours. */
+async function screenshot(name: string) {
+  const png = await page.screenshot({ fullPage: true });
+  mkdirSync(SHOTS, { recursive: true });
+  writeFileSync(join(SHOTS, `${name}.png`), png);
+  expect(png.subarray(1, 4).toString("latin1")).toBe("PNG");
+  const m = await measureScreenshot(browser.context, png);
+  expect(m.width).toBe(1280);
+  expect(m.colours, `${name}: distinct colours`).toBeGreaterThan(20);
+  expect(m.nonBackground, `${name}: share of pixels off the background`).toBeGreaterThan(0.05);
+  return m;
+}
+
+const stateBadge = (scope: string) => page.locator(`${scope} [data-test=state] .badge`);
+
+beforeAll(async () => {
+  h = await startHarness();
+  const created = await h.admin.createEnvironment({ name: NAME, provider: "local" });
+  agentToken = created.agentToken;
+  ({ workspace } = await h.workspace());
+  await startAgent();
+  // Written after the agent first saw the workspace, so the diff shows them as added.
+  await h.admin.writeFile(NAME, "notes/hello.txt", "hello from the dashboard test\n");
+  await h.admin.writeFile(NAME, `notes/${HOSTILE}`, "markup in a name\n");
+  browser = await launchChromium();
+  page = browser.page;
+  page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+  // The refused sign-in's 401 is the one failed load the tests cause on purpose.
+  page.on("console", (m) => m.type() === "error" && !/status of 401/.test(m.text()) && problems.push(`console: ${m.text()}`));
+}, 90_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await h?.close();
+});
+
+describe("the dashboard in headless Chromium", () => {
+  it("is served at / with a content security policy, while /v1/* stays the API", async () => {
+    const res = await fetch(`${h.cp.url}/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(res.headers.get("content-security-policy")).toContain("script-src 'self'");
+    expect(await res.text()).toContain('<script type="module" src="/js/app.js">');
+    const api = await fetch(`${h.cp.url}/v1/health`);
+    expect(await api.json()).toMatchObject({ ok: true });
+    const missing = await fetch(`${h.cp.url}/v1/no-such-route`);
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+  });
+
+  it("refuses a bad token, then signs in and lists the environment with its state", async () => {
+    await page.goto(`${h.cp.url}/`);
+    await page.locator("#token").fill("not-a-token");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect.poll(() => page.locator("[data-test=signin] .error").textContent()).toMatch(/Refused \(401\)/);
+
+    await page.locator("#token").fill(h.admin.token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    const row = `tr[data-name=${NAME}]`;
+    await page.locator(row).waitFor();
+    await stateBadge(row).and(page.locator("[data-state=running]")).waitFor();
+    await expect.poll(() => page.locator(`${row} td.caps`).textContent()).toContain("exec");
+    expect(await page.locator("[data-test=who]").textContent()).toContain("admin");
+    expect(await page.evaluate("sessionStorage.getItem('outpost.token')")).toBe(h.admin.token);
+    expect(await page.evaluate("localStorage.getItem('outpost.token')")).toBeNull();
+    await screenshot("environments");
+  });
+
+  it("repaints the state badge live, without a reload, when the agent dies and returns", async () => {
+    await page.evaluate("window.__sameDocument = true");
+    const row = `tr[data-name=${NAME}]`;
+    agent.kill(); // SIGKILL: the socket closes, the object records disconnected at once
+    await stateBadge(row).and(page.locator("[data-state=disconnected]")).waitFor({ timeout: 15_000 });
+    await startAgent();
+    await stateBadge(row).and(page.locator("[data-state=running]")).waitFor({ timeout: 15_000 });
+    expect(await page.evaluate("window.__sameDocument")).toBe(true);
+  });
+
+  it("opens the environment page with its record and event log", async () => {
+    await page.locator(`tr[data-name=${NAME}] [data-test=env-link]`).click();
+    await page.locator("[data-test=env-header] h1").getByText(NAME).waitFor();
+    await stateBadge("[data-test=env-header]").and(page.locator("[data-state=running]")).waitFor();
+    // the kill and the return above are in the log
+    await page.locator("[data-test=events] tr[data-type='agent.disconnected']").first().waitFor();
+    await page.locator("[data-test=events] tr[data-type='state.changed']").first().waitFor();
+    await screenshot("environment-events");
+  });
+
+  it("runs a command through the UI only after confirmation, with its output streamed", async () => {
+    await page.locator("[data-tab=exec]").click();
+    await page.locator("[data-test=exec-command]").fill("echo hello-from-the-browser");
+    await page.locator("[data-test=exec-run]").click();
+    const dialog = page.locator("dialog#confirm");
+    await dialog.waitFor();
+    expect(await dialog.locator("pre.argv").textContent()).toBe('"echo" "hello-from-the-browser"');
+    await dialog.locator("[data-test=confirm-cancel]").click();
+    await expect.poll(() => page.locator("[data-test=exec-status]").textContent()).toBe("Cancelled.");
+    expect(await page.locator("[data-test=exec-output]").textContent()).toBe("");
+
+    await page.locator("[data-test=exec-run]").click();
+    await dialog.locator("[data-test=confirm-ok]").click();
+    await page.locator("[data-test=exec-exit][data-exit-code='0']").waitFor();
+    expect(await page.locator("[data-test=exec-output]").textContent()).toBe("hello-from-the-browser\n");
+    await screenshot("environment-exec");
+  });
+
+  it("browses to a file, shows its size and content, and shows a hostile file name as text", async () => {
+    await page.locator("[data-tab=files]").click();
+    await page.locator("[data-test=files] tr[data-path=notes] [data-test=file-link]").click();
+    await page.locator("[data-test=crumbs]").getByText("notes").waitFor();
+    await page.locator("[data-test=files] tr[data-path='notes/hello.txt'] [data-test=file-link]").click();
+    await expect.poll(() => page.locator("[data-test=preview]").textContent()).toBe("hello from the dashboard test\n");
+    expect(await page.locator("[data-test=size]").textContent()).toContain("30 bytes");
+    const hostile = page.locator("[data-test=files] [data-test=file-link]").getByText(HOSTILE, { exact: true });
+    await hostile.waitFor();
+    expect(await page.locator("[data-test=files] img").count()).toBe(0);
+    expect(await page.evaluate("window.__xss")).toBeUndefined();
+
+    const download = page.waitForEvent("download");
+    await page.locator("[data-test=download]").click();
+    const file = await download;
+    expect(file.suggestedFilename()).toBe("hello.txt");
+    await screenshot("environment-files");
+  });
+
+  it("shows the workspace diff", async () => {
+    await page.locator("[data-tab=diff]").click();
+    const entry = page.locator("[data-test=diff] details[data-path='notes/hello.txt']");
+    await entry.waitFor();
+    expect(await entry.locator(".badge").textContent()).toBe("added");
+    expect(await entry.locator("pre.diff .add").allTextContents()).toContain("+hello from the dashboard test\n");
+    await screenshot("environment-diff");
+  });
+
+  it("shows a run and its output as it streams", async () => {
+    await page.locator("[data-tab=runs]").click();
+    const res = await h.admin.request("POST", `/v1/environments/${NAME}/runs`, { json: { agent: { command: ["sh", "-c", "echo run-line-1; sleep 0.3; echo run-line-2"] } } });
+    expect(res.status).toBe(201);
+    const { run } = (await res.json()) as { run: { id: string } };
+    const card = page.locator(`[data-test=runs] article[data-run-id='${run.id}']`);
+    await card.waitFor();
+    await expect.poll(() => card.locator("pre.output").textContent(), { timeout: 10_000 }).toBe("run-line-1\nrun-line-2\n");
+    await expect.poll(() => card.locator("[data-test=run-state]").textContent(), { timeout: 10_000 }).toBe("succeeded");
+  });
+
+  it("stops the environment from the UI after confirmation, and the badge follows", async () => {
+    await page.locator("[data-action=stop]").click();
+    await page.locator("dialog#confirm [data-test=confirm-ok]").click();
+    await stateBadge("[data-test=env-header]").and(page.locator("[data-state=stopped]")).waitFor({ timeout: 20_000 });
+    expect(await page.locator("[data-test=action-message]").textContent()).toBe("");
+  });
+
+  it("logged no page errors or console errors (CSP violations included)", () => {
+    expect(problems).toEqual([]);
+  });
+});
