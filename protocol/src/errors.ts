@@ -26,6 +26,8 @@ export const ERROR_STATUS = {
   hop_limit: 409,
   payload_too_large: 413,
   exec_failed: 422,
+  /** A snapshot bundle whose size or sha256 is not what was recorded: corrupted or truncated. */
+  integrity_failed: 422,
   is_directory: 422,
   rate_limited: 429,
   internal: 500,

@@ -8,3 +8,4 @@ export * from "./base64.js";
 export * from "./providers.js";
 export * from "./chaining.js";
 export * from "./http.js";
+export * from "./snapshots.js";

@@ -3,6 +3,7 @@
  * Streams that belong to a request travel as `chunk` frames with `re` = the request id; see wire.ts.
  */
 import { z } from "zod";
+import * as S from "./snapshots.js";
 
 const Path = z.string().max(4096);
 const Base64 = z.string();
@@ -104,6 +105,9 @@ export const RunStartParams = z.object({
   command: z.array(z.string().max(65536)).min(1).max(4096),
   env: z.record(z.string(), z.string()).optional(),
   message: z.string().max(1024 * 1024).optional(),
+  /** The run's place in the hierarchy: its end snapshot goes on this thread. */
+  threadId: z.string().max(128).optional(),
+  objectiveId: z.string().max(128).optional(),
 });
 export const RunStartResult = z.object({ pid: z.number().int() });
 export const RunCancelParams = z.object({ runId: z.string().min(1).max(128) });
@@ -127,6 +131,11 @@ export const Ops = {
   "run.start": { params: RunStartParams, result: RunStartResult },
   "run.cancel": { params: RunCancelParams, result: RunCancelResult },
   shutdown: { params: ShutdownParams, result: ShutdownResult },
+  "snapshot.take": { params: S.SnapshotTakeParams, result: S.SnapshotTaken },
+  "snapshot.bundle": { params: S.SnapshotBundleParams, result: S.SnapshotBundleResult },
+  "snapshot.read": { params: S.SnapshotReadParams, result: S.SnapshotReadResult },
+  "snapshot.import": { params: S.SnapshotImportParams, result: S.SnapshotImportResult },
+  "snapshot.diff": { params: S.SnapshotDiffParams, result: S.SnapshotDiffResult },
 } as const;
 export type OpName = keyof typeof Ops;
 export type OpParams<O extends OpName> = z.infer<(typeof Ops)[O]["params"]>;

@@ -18,6 +18,7 @@
 import { z } from "zod";
 import { ErrorInfo } from "./errors.js";
 import { OpName } from "./ops.js";
+import { SnapshotTaken } from "./snapshots.js";
 
 export * from "./ops.js";
 
@@ -145,6 +146,8 @@ export const RunExit = z.object({
   durationMs: z.number().nonnegative(),
   cancelled: z.boolean().optional(),
   error: z.string().max(4096).optional(),
+  /** The snapshot the agent took of the workspace when the run ended. */
+  snapshot: SnapshotTaken.optional(),
 });
 export type RunExit = z.infer<typeof RunExit>;
 

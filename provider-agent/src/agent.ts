@@ -17,6 +17,7 @@ import {
   type Reply,
   type Request,
   type RunReport,
+  timeOrderedId,
 } from "@outpost/protocol";
 import { z } from "zod";
 import { realClock, type Clock, type TimerHandle } from "./clock.js";
@@ -28,8 +29,10 @@ import { runExec } from "./services/exec.js";
 import { deleteFile, FileWrite, readFile } from "./services/files.js";
 import { copyPath, deleteRecursive, listDirectory, makeDirectory, movePath, statPath } from "./services/fs-ops.js";
 import { RunManager } from "./services/runs.js";
+import { diffSnapshots, readBundle, receiveImport } from "./services/snapshot-ops.js";
+import { defaultSnapshotDir, SnapshotService } from "./services/snapshots.js";
 
-export const CAPABILITIES = ["exec", "files", "runs", "diff", "stream"];
+export const CAPABILITIES = ["exec", "files", "runs", "diff", "stream", "snapshots"];
 
 /** What the agent needs from the link. */
 export interface Outbound {
@@ -55,11 +58,14 @@ export interface AgentOptions {
   chunkBytes?: number;
   /** Where the diff base of a workspace without git is kept (outside the workspace). */
   diffBaseDir?: string;
+  /** Where the workspace's shadow repository and bundles in transit live (outside the workspace). */
+  snapshotDir?: string;
 }
 
 type InFlight = {
   controller: AbortController;
-  write: FileWrite | null;
+  /** Where an upload's chunks go (file.write, snapshot.import). */
+  write: { push(n: number, data: Buffer, last: boolean): void } | null;
   /** Pushes the request's deadline back (transfers only count idle time). */
   progress: () => void;
   /** Runs once the reply has been sent. */
@@ -111,14 +117,28 @@ export class Agent {
 
   /** The runs this agent started; they outlive link drops and are reported in each hello. */
   get runs(): RunManager {
-    return (this.#runs ??= new RunManager({ workspace: this.options.workspace, out: this.options.out, clock: this.#clock, log: this.#log }));
+    return (this.#runs ??= new RunManager({
+      workspace: this.options.workspace,
+      out: this.options.out,
+      clock: this.#clock,
+      log: this.#log,
+      // The CLI always names a snapshot directory; embedders that do not get no end-of-run snapshots.
+      snapshotOnExit: this.options.snapshotDir === undefined ? undefined : (run) => this.snapshots.take({ snapshotId: timeOrderedId("snap"), runId: run.runId, threadId: run.threadId, objectiveId: run.objectiveId, message: `the workspace when run ${run.runId} ended` }),
+    }));
+  }
+
+  #snapshots: SnapshotService | null = null;
+
+  /** The workspace's shadow repository (snapshots), created on first use. */
+  get snapshots(): SnapshotService {
+    const { workspace, snapshotDir } = this.options;
+    return (this.#snapshots ??= new SnapshotService({ workspace, dir: snapshotDir ?? defaultSnapshotDir(workspaceKey(workspace)), log: this.#log }));
   }
 
   /** The diff service; call `diffs.prepare()` when the agent starts so a workspace without git gets its base. */
   get diffs(): DiffService {
     const { workspace, diffBaseDir } = this.options;
-    const key = `ws-${createHash("sha256").update(workspace).digest("hex").slice(0, 16)}`;
-    return (this.#diffs ??= new DiffService({ workspace, baseDir: diffBaseDir ?? defaultDiffBaseDir(key), log: this.#log }));
+    return (this.#diffs ??= new DiffService({ workspace, baseDir: diffBaseDir ?? defaultDiffBaseDir(workspaceKey(workspace)), log: this.#log }));
   }
 
   /** Resolves once no request is in flight (every reply has been handed to the link). */
@@ -267,6 +287,31 @@ export class Agent {
       }
       case "diff":
         return untilAborted(this.diffs.diff(params("diff", Ops.diff.params, req.params), signal), signal);
+      case "snapshot.take":
+        return untilAborted(this.snapshots.take(params("snapshot.take", Ops["snapshot.take"].params, req.params)), signal);
+      case "snapshot.bundle": {
+        const { bundleId, size, sha256 } = await untilAborted(this.snapshots.bundle(params("snapshot.bundle", Ops["snapshot.bundle"].params, req.params)), signal);
+        return { bundleId, size, sha256 };
+      }
+      case "snapshot.read":
+      case "snapshot.diff": {
+        const emit = async ({ n, data, last }: { n: number; data: Buffer; last: boolean }) => {
+          if (signal.aborted) throw signal.reason;
+          await this.options.out.sendPaced(chunkFrame(req.id, n, data, last), signal);
+          entry.progress();
+        };
+        if (req.op === "snapshot.read") return readBundle(this.snapshots, params("snapshot.read", Ops["snapshot.read"].params, req.params).bundleId, emit, signal, this.options.chunkBytes);
+        return diffSnapshots(this.snapshots, params("snapshot.diff", Ops["snapshot.diff"].params, req.params), emit, signal);
+      }
+      case "snapshot.import": {
+        const p = params("snapshot.import", Ops["snapshot.import"].params, req.params);
+        const grants = new CreditGrants(req.id, (frame) => void this.options.out.send(frame));
+        const incoming = receiveImport(this.snapshots, p, (n) => grants.written(n));
+        entry.write = incoming;
+        entry.regrant = () => grants.resend();
+        signal.addEventListener("abort", () => incoming.abort(signal.reason), { once: true });
+        return untilAborted(incoming.finish(), signal);
+      }
       case "run.start":
         return this.runs.start(params("run.start", Ops["run.start"].params, req.params));
       case "run.cancel":
@@ -315,6 +360,11 @@ export class Agent {
       this.options.out.send({ v: 1, kind: "reply", re: req.id, ok: false, error: toErrorInfo(err) });
     }
   }
+}
+
+/** A short, stable name for a workspace's state directories. */
+function workspaceKey(workspace: string): string {
+  return `ws-${createHash("sha256").update(workspace).digest("hex").slice(0, 16)}`;
 }
 
 function params<T>(op: OpName, schema: z.ZodType<T>, raw: unknown): T {

@@ -194,7 +194,9 @@ async function run(config: Config): Promise<number> {
     reserveSeq: (ceiling) => state.reserve(ceiling),
     onProgress: (progress) => state.update(progress),
   });
-  const theAgent = new Agent({ workspace: config.workspace, out: link, log, clock, onShutdown: () => void stopGracefully() });
+  // Snapshots (the shadow repository) live beside the state file, outside the workspace.
+  const snapshotDir = `${config.stateFile.replace(/\.json$/, "")}.snapshots`;
+  const theAgent = new Agent({ workspace: config.workspace, out: link, log, clock, snapshotDir, onShutdown: () => void stopGracefully() });
   agent = theAgent;
   // A workspace without git gets its diff base now, before commands change it.
   theAgent.diffs.prepare().catch((err: unknown) => log.warn(`cannot record the diff base: ${errorText(err)}`));

@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
-import type { AgentFrame, OpParams, RunReport } from "@outpost/protocol";
+import type { AgentFrame, OpParams, RunReport, SnapshotTaken } from "@outpost/protocol";
 import { realClock, type Clock, type TimerHandle } from "../clock.js";
 import { AgentError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -35,6 +35,8 @@ type Run = {
   /** Next run.output ordinal. */
   n: number;
   exited: Promise<void>;
+  threadId?: string;
+  objectiveId?: string;
 };
 
 export interface RunManagerOptions {
@@ -43,6 +45,8 @@ export interface RunManagerOptions {
   clock?: Clock;
   log?: Logger;
   killGraceMs?: number;
+  /** Takes the workspace's snapshot when a run ends; it travels in the run's run.exit. */
+  snapshotOnExit?: (run: { runId: string; threadId?: string; objectiveId?: string }) => Promise<SnapshotTaken>;
 }
 
 /** Every manager with live runs; one exit hook kills what they still hold when the agent exits. */
@@ -150,7 +154,7 @@ export class RunManager {
     child.on("error", (err) => this.#log.warn(`run ${params.runId}: ${err.message}`));
     child.stdin.on("error", () => {});
     child.stdin.end(params.message ?? "");
-    const run: Run = { runId: params.runId, pid, child, startedAt: this.#clock.now(), state: "running", cancelled: false, n: 0, exited: Promise.resolve() };
+    const run: Run = { runId: params.runId, pid, child, startedAt: this.#clock.now(), state: "running", cancelled: false, n: 0, exited: Promise.resolve(), threadId: params.threadId, objectiveId: params.objectiveId };
     this.#runs.set(run.runId, run);
     this.#log.info(`run ${run.runId}: started ${file} (pid ${pid})`);
     run.exited = this.#follow(run);
@@ -187,6 +191,7 @@ export class RunManager {
         this.#forgetOldRuns();
         const durationMs = Math.max(0, this.#clock.now() - run.startedAt);
         this.#log.info(`run ${run.runId}: exited (${ended.signal ?? `code ${ended.code}`}${run.cancelled ? ", cancelled" : ""})`);
+        const snapshot = await this.#snapshot(run);
         await this.#send({
           v: 1,
           kind: "run.exit",
@@ -195,10 +200,22 @@ export class RunManager {
           signal: ended.signal,
           durationMs,
           ...(run.cancelled ? { cancelled: true } : {}),
+          ...(snapshot ? { snapshot } : {}),
         });
         resolve();
       });
     });
+  }
+
+  /** The end-of-run snapshot; a failure is logged, never holds the run's exit back. */
+  async #snapshot(run: Run): Promise<SnapshotTaken | null> {
+    if (!this.options.snapshotOnExit) return null;
+    try {
+      return await this.options.snapshotOnExit({ runId: run.runId, threadId: run.threadId, objectiveId: run.objectiveId });
+    } catch (err) {
+      this.#log.warn(`run ${run.runId}: no snapshot at its end: ${err instanceof Error ? err.message : String(err)}`);
+      return null;
+    }
   }
 
   #output(run: Run, stream: StreamName, data: Buffer): Promise<void> {

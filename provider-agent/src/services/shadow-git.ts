@@ -1,0 +1,114 @@
+/**
+ * git, run for the shadow repository: its own GIT_DIR (outside the workspace), the workspace as
+ * the work tree, no system or global config, no hooks, no fsmonitor, fixed identity. argv only,
+ * never a shell. The user's own repository (`.git` in the workspace) is never read as a
+ * repository and never written: git skips any path named `.git` in a work tree.
+ */
+import { spawn } from "node:child_process";
+import { lstat } from "node:fs/promises";
+import path from "node:path";
+import { AgentError } from "../errors.js";
+import { childEnv } from "./exec.js";
+
+export type GitRun = { code: number | null; stdout: Buffer; stderr: string };
+
+export interface ShadowGitOptions {
+  gitDir: string;
+  workTree: string;
+  /** Another index (a temporary work tree's); default the shadow repository's own. */
+  indexFile?: string;
+}
+
+const IDENTITY = { name: "outpost-agent", email: "agent@outpost.invalid" };
+
+/** Config every command runs with; `core.bigFileThreshold` streams big files straight into packs. */
+async function configArgs(workTree: string): Promise<string[]> {
+  // The user's own exclude file is respected (read, never written) when the workspace has one.
+  const userExclude = path.join(workTree, ".git", "info", "exclude");
+  const excludes = (await lstat(userExclude).catch(() => null))?.isFile() ? userExclude : "/dev/null";
+  return [
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "core.quotePath=false",
+    "-c", "core.autocrlf=false",
+    "-c", "core.bigFileThreshold=1m",
+    "-c", "gc.auto=0",
+    "-c", "maintenance.auto=false",
+    "-c", `core.excludesFile=${excludes}`,
+  ];
+}
+
+export class ShadowGit {
+  constructor(private readonly o: ShadowGitOptions) {}
+
+  env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    return childEnv({
+      GIT_DIR: this.o.gitDir,
+      GIT_WORK_TREE: this.o.workTree,
+      ...(this.o.indexFile ? { GIT_INDEX_FILE: this.o.indexFile } : {}),
+      GIT_CONFIG_NOSYSTEM: "1",
+      GIT_CONFIG_GLOBAL: "/dev/null",
+      GIT_TERMINAL_PROMPT: "0",
+      GIT_AUTHOR_NAME: IDENTITY.name,
+      GIT_AUTHOR_EMAIL: IDENTITY.email,
+      GIT_COMMITTER_NAME: IDENTITY.name,
+      GIT_COMMITTER_EMAIL: IDENTITY.email,
+      LC_ALL: "C",
+      ...extra,
+    });
+  }
+
+  /** Runs git; stdout goes to `onStdout` when given (streamed, with back-pressure), else is collected. */
+  async run(args: string[], options: { input?: string; onStdout?: (data: Buffer) => Promise<void>; signal?: AbortSignal } = {}): Promise<GitRun> {
+    const argv = [...(await configArgs(this.o.workTree)), ...args];
+    return new Promise((resolve, reject) => {
+      const child = spawn("git", argv, { cwd: this.o.workTree, env: this.env(), stdio: ["pipe", "pipe", "pipe"], shell: false });
+      const out: Buffer[] = [];
+      let stderr = "";
+      let failed: unknown = null;
+      const onAbort = () => child.kill("SIGTERM");
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      let pending = Promise.resolve();
+      child.stdout.on("data", (buf: Buffer) => {
+        if (!options.onStdout) return void out.push(buf);
+        child.stdout.pause();
+        pending = pending
+          .then(() => options.onStdout!(buf))
+          .then(
+            () => void child.stdout.resume(),
+            (err: unknown) => {
+              failed = err;
+              child.kill("SIGTERM");
+            },
+          );
+      });
+      child.stderr.on("data", (buf: Buffer) => {
+        if (stderr.length < 8192) stderr += buf.toString("utf8");
+      });
+      child.stdin.on("error", () => {});
+      child.stdin.end(options.input);
+      child.on("error", (err) => reject(new AgentError("exec_failed", `could not run git: ${err.message}`)));
+      child.on("close", (code) => {
+        options.signal?.removeEventListener("abort", onAbort);
+        void pending.then(() => {
+          if (failed) return reject(failed);
+          if (options.signal?.aborted) return reject(options.signal.reason);
+          resolve({ code, stdout: Buffer.concat(out), stderr: stderr.trim() });
+        });
+      });
+    });
+  }
+
+  /** Runs git and fails unless it exits 0; returns stdout as text without the final newline. */
+  async ok(args: string[], input?: string): Promise<string> {
+    const r = await this.run(args, input === undefined ? {} : { input });
+    if (r.code !== 0) throw new AgentError("agent_error", `git ${args[0]} failed: ${r.stderr || `exit code ${r.code}`}`);
+    return r.stdout.toString("utf8").replace(/\n$/, "");
+  }
+
+  /** The commit a ref or revision names, or null. */
+  async resolve(rev: string): Promise<string | null> {
+    const r = await this.run(["rev-parse", "-q", "--verify", `${rev}^{commit}`]);
+    return r.code === 0 ? r.stdout.toString("utf8").trim() : null;
+  }
+}
