@@ -17,6 +17,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { BACKOFF_DEFAULTS } from "../provider-agent/src/backoff.js";
 import type { OutpostClient } from "../scripts/lib/api.js";
 import { waitFor } from "../scripts/lib/wait.js";
 import type { BenchContext } from "./lib/context.js";
@@ -307,14 +308,14 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     ];
     const stormNotes = [
       `${runCount} runs printed ${lines} numbered lines each (one every 100 ms) across the restart; ${runChecks.filter((r) => r.ok).length} of ${runCount} event logs hold every line exactly once, in order (${linesLost} line(s) missing). After the storm one exec went to each of the ${n} environments: ${execOk} answered correctly, ${execRefused} refused with an error status${execFailures[0] ? ` (first: ${execFailures[0].error.slice(0, 120)})` : ""}, ${execUnanswered} unanswered; the fleet received ${drained.requests - beforeExec.requests} requests and sent ${drained.replies - beforeExec.replies} replies; ${drained.unacknowledged} frame(s) left unacknowledged in the agents' outboxes. "Messages lost" sums missing or disordered run lines, unanswered execs, unacknowledged frames, requests without a reply and replies that did not reach their client; a request refused with an error status is counted apart: the client was told${drained.requests - beforeExec.requests === execOk + execUnanswered ? ", and none of them reached an agent (the fleet's request count equals the answered ones)" : `, though ${drained.requests - beforeExec.requests - execOk - execUnanswered} of them reached an agent`}.`,
-      `Timeline after the restarted control plane answered: all ${n} links open after ${storm.allOpenMs ?? "n/a (not within 120 s)"} ms, half the agents welcomed after ${storm.welcome?.p50 ?? "n/a"} ms, 90% after ${storm.welcome?.p90 ?? "n/a"} ms, all after ${storm.allWelcomedMs ?? `n/a (${storm.final.welcomedSince} within 120 s)`} ms; the control plane's processes used ${storm.cpuPercent}% of a core meanwhile (timeline in latest.json). The agents retry with their default backoff (full jitter, 250 ms doubling up to 30 s), so the control plane's ${Math.round((stoppedMs + startedMs) / 100) / 10} s away had pushed some retries several seconds past its return.`,
+      `Timeline after the restarted control plane answered: all ${n} links open after ${storm.allOpenMs ?? "n/a (not within 120 s)"} ms, half the agents welcomed after ${storm.welcome?.p50 ?? "n/a"} ms, 90% after ${storm.welcome?.p90 ?? "n/a"} ms, all after ${storm.allWelcomedMs ?? `n/a (${storm.final.welcomedSince} within 120 s)`} ms; the control plane's processes used ${storm.cpuPercent}% of a core meanwhile (timeline in latest.json). The agents retry with their default backoff (full jitter, ${BACKOFF_DEFAULTS.baseMs} ms doubling up to ${BACKOFF_DEFAULTS.maxMs / 1000} s), so the control plane's ${Math.round((stoppedMs + startedMs) / 100) / 10} s away had pushed some retries several seconds past its return.`,
     ];
     if (!(storm.allWelcomedMs !== null && storm.allWelcomedMs <= 10_000) && storm.welcome) {
       const w = storm.welcome;
       const rate = Math.round((0.99 * n - 1) / Math.max(0.001, (w.p99 - w.first) / 1000));
       stormNotes.push(
         `Target missed, for two reasons the timeline separates. (1) The control plane: the first agent was welcomed only ${w.first} ms after the restart and 99% after ${w.p99} ms, about ${rate} hellos a second while its processes used ${storm.cpuPercent}% of a core. Locally every Durable Object runs in one workerd process (one JavaScript thread) and every state change writes the one local D1 file; each returning object is woken by its agent's upgrade${recoveredFirst ? ", runs its recovery first (running → disconnected: a D1 write and an event, as its event log shows) and then the hello (→ running: another D1 write and event)" : " and handles the hello"}. On Cloudflare the objects are spread over many machines. ` +
-          `(2) The agents' backoff: the last ${n - Math.floor(0.99 * n)} agent(s) came back at ${w.max} ms, because a retry that failed while the control plane was down waits up to min(30 s, 250 ms × 2^attempt) for the next one.`,
+          `(2) The agents' backoff: the last ${n - Math.floor(0.99 * n)} agent(s) came back at ${w.max} ms, because a retry that failed while the control plane was down waits up to min(${BACKOFF_DEFAULTS.maxMs / 1000} s, ${BACKOFF_DEFAULTS.baseMs} ms × 2^attempt) for the next one.`,
       );
     }
     const mid = performance.now();

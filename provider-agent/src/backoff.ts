@@ -6,7 +6,8 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
-export const BACKOFF_DEFAULTS = { baseMs: 250, maxMs: 30_000 } as const;
+/** 100 ms doubling to 10 s: a fleet that lost its control plane is back within seconds of its return. */
+export const BACKOFF_DEFAULTS = { baseMs: 100, maxMs: 10_000 } as const;
 
 /** Delay before reconnect attempt number `attempt` (0 for the first retry): random() × min(max, base × 2^attempt). */
 export function backoffDelay(attempt: number, options: BackoffOptions = {}): number {

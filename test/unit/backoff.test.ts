@@ -5,15 +5,15 @@ import { ManualClock } from "../../provider-agent/src/clock.js";
 describe("backoffDelay", () => {
   it("with random() at its top the delay doubles from the base up to the cap", () => {
     const top = { random: () => 1 };
-    expect([0, 1, 2, 3, 4].map((a) => backoffDelay(a, top))).toEqual([250, 500, 1000, 2000, 4000]);
+    expect([0, 1, 2, 3, 4].map((a) => backoffDelay(a, top))).toEqual([100, 200, 400, 800, 1600]);
     expect(backoffDelay(7, top)).toBe(BACKOFF_DEFAULTS.maxMs);
-    expect(backoffDelay(50, top)).toBe(30_000);
-    expect(backoffDelay(5_000, top)).toBe(30_000);
+    expect(backoffDelay(50, top)).toBe(10_000);
+    expect(backoffDelay(5_000, top)).toBe(10_000);
   });
 
   it("applies full jitter: the delay is random() times the ceiling, down to zero", () => {
     expect(backoffDelay(3, { random: () => 0 })).toBe(0);
-    expect(backoffDelay(3, { random: () => 0.5 })).toBe(1000);
+    expect(backoffDelay(3, { random: () => 0.5 })).toBe(400);
     expect(backoffDelay(3, { random: () => 0.25, baseMs: 100, maxMs: 10_000 })).toBe(200);
   });
 
@@ -26,13 +26,13 @@ describe("backoffDelay", () => {
     for (let attempt = 0; attempt < 40; attempt++) {
       const d = backoffDelay(attempt);
       expect(d).toBeGreaterThanOrEqual(0);
-      expect(d).toBeLessThanOrEqual(Math.min(30_000, 250 * 2 ** attempt));
+      expect(d).toBeLessThanOrEqual(Math.min(10_000, 100 * 2 ** attempt));
     }
   });
 
   it("treats a negative or fractional attempt as the nearest sensible one", () => {
-    expect(backoffDelay(-3, { random: () => 1 })).toBe(250);
-    expect(backoffDelay(1.7, { random: () => 1 })).toBe(500);
+    expect(backoffDelay(-3, { random: () => 1 })).toBe(100);
+    expect(backoffDelay(1.7, { random: () => 1 })).toBe(200);
   });
 });
 
