@@ -59,6 +59,8 @@ export type { CreateInit } from "./record.js";
 /** Missed heartbeat intervals after which a link is half-open. */
 const MISSED_HEARTBEATS = 3;
 const LIFECYCLE_TIMER = "lifecycle";
+/** A one-off link check (checkLink runs on every alarm; this timer only makes the alarm come). */
+const LINK_CHECK_TIMER = "link.check";
 /** Request ids of run control frames: replies to them arrive whenever the agent gets to them. */
 const RUN_REQUEST = /^run:(.+):(start|cancel)$/;
 type HostRegistryRpc = Pick<HostRegistry, "dispatch">;
@@ -353,7 +355,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     return this.entry("alarm", async () => {
       if (!this.row()) return;
       const now = this.now();
-      for (const due of this.schedule.takeDue(now)) await this.apply(due.event as LifecycleEvent, "timer");
+      for (const due of this.schedule.takeDue(now)) if (due.key !== LINK_CHECK_TIMER) await this.apply(due.event as LifecycleEvent, "timer");
       await this.checkLink(now);
       this.events.prune();
       await this.arm();
@@ -494,6 +496,8 @@ export class EnvironmentObject extends DurableObject<Env> {
     if (!row || row.state !== "running") return;
     this.metrics.healthChecked(this.iso(now));
     const ws = readyAgent(this.ctx);
+    // After a restart the agent has until the link check to come back (see recover).
+    if (!ws && this.schedule.get(LINK_CHECK_TIMER)) return;
     const limit = settingsOf(row).heartbeatMs * MISSED_HEARTBEATS;
     if (ws && now - this.lastSeen(ws) <= limit) return;
     if (ws) {
@@ -506,14 +510,17 @@ export class EnvironmentObject extends DurableObject<Env> {
 
   /**
    * Runs on every wake. After a restart of the control plane the agent's socket is gone without a
-   * close event; the first wake (an API call, a reconnecting agent, or the persisted alarm) notices
-   * and moves the environment on. This is why no start-up scan over all environments is needed.
+   * close event; the first wake (an API call, a reconnecting agent, or the persisted alarm) notices.
+   * The agent is usually dialling back already (often it is what woke us), so rather than flap
+   * running → disconnected → running (two index writes and two events before its hello), a link
+   * check is scheduled as far out as half-open detection allows: it declares the agent lost only if
+   * it has not returned by then. This is why no start-up scan over all environments is needed.
    */
   private async recover(): Promise<void> {
     const row = this.row();
     if (!row || row.state === "archived") return;
-    if (row.state === "running" && openSockets(this.ctx, AGENT_TAG).length === 0) {
-      await this.apply("agent.lost", "control plane restarted");
+    if (row.state === "running" && openSockets(this.ctx, AGENT_TAG).length === 0 && !this.schedule.get(LINK_CHECK_TIMER)) {
+      this.schedule.set(LINK_CHECK_TIMER, this.now() + settingsOf(row).heartbeatMs * MISSED_HEARTBEATS, "link.check");
     }
     await this.arm();
   }
