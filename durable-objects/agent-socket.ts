@@ -4,6 +4,8 @@
  * only sockets that are open.
  */
 
+import type { PendingMetrics } from "./metrics.js";
+
 export const AGENT_TAG = "agent";
 export const WATCH_TAG = "watch";
 /** Set by the Worker on a forwarded upgrade: which kind of socket this is. */
@@ -24,6 +26,8 @@ export interface AgentAttachment {
   resume?: number;
   /** The agent's latest resource report; kept here, not in storage, so it costs no row. */
   health?: HealthReport;
+  /** Cost counts not yet written to the metrics row (see metrics.ts); on one socket at most. */
+  metrics?: PendingMetrics;
 }
 
 export interface HealthReport {
@@ -66,4 +70,29 @@ export function closeQuietly(ws: WebSocket, code: number, reason: string): void 
   } catch {
     // already closed
   }
+}
+
+/**
+ * The metrics carrier: hands pending counts to the serving agent socket's attachment (and drops
+ * them from any other), or with null drops them everywhere. False when no agent socket serves.
+ */
+export function carryMetrics(ctx: DurableObjectState, pending: PendingMetrics | null): boolean {
+  const carrier = pending ? readyAgent(ctx) : null;
+  if (pending && !carrier) return false;
+  for (const ws of ctx.getWebSockets(AGENT_TAG)) {
+    const a = agentAttachment(ws);
+    if (!a || (ws !== carrier && !a.metrics)) continue;
+    const { metrics: _dropped, ...rest } = a;
+    try {
+      ws.serializeAttachment(ws === carrier ? { ...rest, metrics: pending } : rest);
+    } catch {
+      // a socket already gone keeps nothing
+    }
+  }
+  return true;
+}
+
+/** Counts agent sockets carried while the object slept, to be adopted once per wake. */
+export function carriedMetrics(ctx: DurableObjectState): PendingMetrics[] {
+  return ctx.getWebSockets(AGENT_TAG).flatMap((ws) => agentAttachment(ws)?.metrics ?? []);
 }

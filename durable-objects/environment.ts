@@ -32,6 +32,8 @@ import {
   AGENT_GEN_HEADER,
   AGENT_TAG,
   agentAttachment,
+  carriedMetrics,
+  carryMetrics,
   closeQuietly,
   openSockets,
   readyAgent,
@@ -88,6 +90,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     super(ctx, env);
     this.metrics = new Metrics(() => this.now());
     this.metrics.wake();
+    for (const carried of carriedMetrics(ctx)) this.metrics.adopt(carried);
     this.sql = sqlOf(ctx.storage.sql, (rows) => this.metrics.wrote(rows));
     this.schedule = new Schedule(this.sql, ctx.storage);
     this.events = new EventLog(this.sql, () => this.now(), () => openSockets(ctx, WATCH_TAG));
@@ -690,7 +693,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     try {
       return await fn();
     } finally {
-      this.metrics.flush(this.ctx.storage.sql, this.sql, this.exists);
+      this.metrics.flush(this.ctx.storage.sql, this.sql, this.exists, (pending) => carryMetrics(this.ctx, pending));
     }
   }
 

@@ -13,12 +13,28 @@ it("after the object hibernates with its agent socket open, the next message wak
   const agent = await TestAgent.connect(environment.id, agentToken);
   agent.hello();
   await agent.next("welcome");
-  const metrics = async () => (await (await call("GET", `/v1/environments/${environment.id}/metrics`, { token })).json()) as { wakeups: number };
+  type M = { wakeups: number; rowsWritten: number; entries: Record<string, number> };
+  const metrics = async () => (await (await call("GET", `/v1/environments/${environment.id}/metrics`, { token })).json()) as M;
   const before = (await metrics()).wakeups;
+  // A message that writes nothing: its counts are carried by the socket's attachment, not written.
+  const m0 = await metrics();
+  agent.send({ v: 1, kind: "error", error: { code: "noise", message: "x" } });
+  const seen = await eventually(async () => {
+    const m = await metrics();
+    return (m.entries.webSocketMessage ?? 0) > (m0.entries.webSocketMessage ?? 0) && m;
+  });
+  expect(seen.rowsWritten).toBe(m0.rowsWritten);
 
   await new Promise((r) => setTimeout(r, 12_000)); // no events at all: the object is evicted
   agent.ws.send("ping"); // answered by the runtime while hibernated
   await eventually(async () => agent.texts.includes("pong"));
+
+  // The carried counts survived hibernation: the woken object adopted them, and counted its wake.
+  const woke = await metrics();
+  expect(woke.wakeups).toBe(seen.wakeups + 1);
+  expect(woke.entries.webSocketMessage).toBe(seen.entries.webSocketMessage);
+  expect(woke.entries.rpc).toBe(seen.entries.rpc! + 1);
+  expect(woke.rowsWritten).toBe(seen.rowsWritten);
 
   // A real request: the Worker wakes the object, which finds its agent socket and attachment again.
   const exec = call("POST", `/v1/environments/${environment.id}/exec`, { token, json: { command: ["true"] } });
