@@ -11,6 +11,7 @@
  * hour's. The row a flush writes is counted in the row itself, so nothing goes uncounted.
  */
 import type { EnvironmentMetrics } from "@outpost/protocol";
+import { FLUSH_AT_LEAST_EVERY_MS } from "./metrics-policy.js";
 import type { Sql } from "./sql.js";
 
 export type Entry = "fetch" | "rpc" | "webSocketMessage" | "webSocketClose" | "webSocketError" | "alarm";
@@ -28,8 +29,6 @@ export interface PendingMetrics {
 /** Takes the pending counts (null: drop them wherever they were carried); false when no carrier is there. */
 export type Carrier = (pending: PendingMetrics | null) => boolean;
 
-/** Counts wait at most this long for a write to ride along with. */
-export const FLUSH_AT_LEAST_EVERY_MS = 3_600_000;
 /** What one metrics flush writes: the upsert of its single row. */
 const FLUSH_ROWS = 1;
 
