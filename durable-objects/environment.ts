@@ -20,8 +20,11 @@ import {
   type EnvironmentMetrics,
   type EnvironmentState,
   type ExecParams,
+  type ForwardBody,
+  type Gateway,
   type Hello,
   type OpResult,
+  type Routing,
   type Run,
 } from "@outpost/protocol";
 import type { Env } from "../worker/env.js";
@@ -41,6 +44,7 @@ import {
   WATCH_TAG,
   type HealthReport,
 } from "./agent-socket.js";
+import { Chaining, type HopRequest } from "./chaining.js";
 import { EventLog } from "./events.js";
 import { EdgeLink } from "./link.js";
 import { transition, type LifecycleEvent } from "./lifecycle.js";
@@ -83,6 +87,7 @@ export class EnvironmentObject extends DurableObject<Env> {
   private readonly link: EdgeLink;
   private readonly runs: Runs;
   private readonly relay: Relay;
+  private readonly chaining: Chaining;
   private exists = false;
   private stateWaiters: Array<() => void> = [];
 
@@ -106,6 +111,16 @@ export class EnvironmentObject extends DurableObject<Env> {
       get timing() {
         return self.timing;
       },
+    });
+    this.chaining = new Chaining({
+      row: () => this.row(),
+      ready: () => this.readyOrRefuse(),
+      relay: this.relay,
+      events: this.events,
+      sql: this.sql,
+      env,
+      createRun: (run) => this.queueRun(run),
+      iso: () => this.iso(),
     });
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
     void ctx.blockConcurrencyWhile(async () => {
@@ -269,15 +284,52 @@ export class EnvironmentObject extends DurableObject<Env> {
 
   /** Queues a run; its start request is kept durably until the agent takes it. */
   async createRun(run: NewRun & { env?: Record<string, string>; message?: string }): Promise<Outcome<Run>> {
+    return this.entry("rpc", () => this.queueRun(run));
+  }
+
+  // ---- RPC: execution chaining (chaining.ts) -----------------------------------------------
+
+  async getChaining(): Promise<Outcome<{ gateway: Gateway; routing: Routing }>> {
+    return this.entry("rpc", () => this.withRow(() => ok(this.chaining.config())));
+  }
+
+  async setGateway(gateway: Gateway): Promise<Outcome<Gateway>> {
+    return this.entry("rpc", () => this.withRow(async (row) => (row.state === "archived" ? this.refuse(row, "change the gateway of", "the environment is archived") : ok(await this.chaining.setGateway(row, gateway)))));
+  }
+
+  async setRouting(routing: Routing): Promise<Outcome<Routing>> {
+    return this.entry("rpc", () => this.withRow((row) => (row.state === "archived" ? this.refuse(row, "change the routes of", "the environment is archived") : ok(this.chaining.setRouting(routing)))));
+  }
+
+  /** Work that starts here; `agentGen` when this environment's own agent asks (its token's generation). */
+  async forward(body: ForwardBody, forwardId: string, agentGen?: number): Promise<Outcome<ReadableStream<Uint8Array>>> {
     return this.entry("rpc", () =>
-      this.withRow(async (row) => {
-        if (row.state === "archived") return this.refuse(row, "start a run in", "the environment is archived");
-        const created = this.runs.create(run);
-        const params = { runId: run.id, command: run.command, env: run.env, message: run.message };
-        this.link.send(readyAgent(this.ctx), { v: 1, kind: "request", id: `run:${run.id}:start`, op: "run.start", params, timeoutMs: 60_000 }, run.id);
-        return ok(created);
+      this.withRow((row) => {
+        if (row.state === "archived") return this.refuse(row, "forward from", "the environment is archived");
+        if (agentGen !== undefined && agentGen !== row.agent_gen) return fail("unauthorized", "The agent token was revoked (rotated); this agent may not forward.");
+        return this.chaining.originate(row, body, forwardId);
       }),
     );
+  }
+
+  /** Work another environment forwarded here (DO RPC from its object). */
+  async forwardHop(req: HopRequest): Promise<Outcome<ReadableStream<Uint8Array>>> {
+    return this.entry("rpc", () => this.withRow((row) => this.chaining.receive(row, req)));
+  }
+
+  /** Cancels a forwarded request here and at every hop after this one. */
+  async cancelForward(forwardId: string): Promise<Outcome<{ cancelled: number }>> {
+    return this.entry("rpc", () => this.withRow(async () => ok({ cancelled: await this.chaining.cancel(forwardId) })));
+  }
+
+  private async queueRun(run: NewRun & { env?: Record<string, string>; message?: string }): Promise<Outcome<Run>> {
+    return this.withRow(async (row) => {
+      if (row.state === "archived") return this.refuse(row, "start a run in", "the environment is archived");
+      const created = this.runs.create(run);
+      const params = { runId: run.id, command: run.command, env: run.env, message: run.message };
+      this.link.send(readyAgent(this.ctx), { v: 1, kind: "request", id: `run:${run.id}:start`, op: "run.start", params, timeoutMs: 60_000 }, run.id);
+      return ok(created);
+    });
   }
 
   async getRun(id: string): Promise<Outcome<Run>> {
@@ -466,6 +518,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     };
     this.sql`UPDATE environment SET agent = ${JSON.stringify(agent)}, resource_id = COALESCE(${hello.resourceId ?? null}, resource_id)`;
     this.events.append("agent.connected", { version: agent.version, hostname: agent.hostname });
+    await this.chaining.agentConnected(this.row()!);
     this.link.send(ws, { v: 1, kind: "welcome", protocol: PROTOCOL_VERSION, environmentId: row.id, heartbeatMs: settingsOf(row).heartbeatMs });
     const resent = this.link.replay(ws, hello.ack ?? 0);
     // Another agent process: requests the old one took but never answered will not be answered.

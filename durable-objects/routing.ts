@@ -75,12 +75,27 @@ export function decide(o: { explicit?: Explicit | null; rules: readonly RouteRul
 }
 
 /** A new trail for a request that starts in `self`. */
-export function originTrail(self: Hop, maxHops: number, via?: { origin: string; hops: number; trail: string[]; maxHops: number }): Trail {
-  if (via) {
-    // Forwarded here from another deployment: keep counting its hops and its path.
-    return { origin: via.origin, visited: [...via.trail, self.id], names: [...via.trail, self.name], hops: via.hops, maxHops: Math.min(via.maxHops, maxHops) };
-  }
+export function originTrail(self: Hop, maxHops: number): Trail {
   return { origin: self.id, visited: [self.id], names: [self.name], hops: 0, maxHops };
+}
+
+/** Where a request forwarded from another deployment (federation) has been. */
+export interface Via {
+  origin: string;
+  hops: number;
+  trail: string[];
+  names?: string[];
+  maxHops: number;
+}
+
+/**
+ * A request that arrives from another deployment: its token already authorized it, so no gateway
+ * is asked, but it keeps counting hops and its path, so loops across deployments are refused too.
+ */
+export function arrive(self: Hop, via: Via, maxHops: number): Admission {
+  const names = via.names && via.names.length === via.trail.length ? via.names : via.trail;
+  const trail: Trail = { origin: via.origin, visited: via.trail, names, hops: via.hops, maxHops: Math.min(via.maxHops, maxHops) };
+  return admit({ accept: true, allowFrom: ["*"], capabilities: [] }, self, { id: via.trail.at(-1) ?? via.origin, name: names.at(-1) ?? via.origin }, trail);
 }
 
 /**

@@ -70,6 +70,8 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE environment ADD COLUMN host TEXT;
    ALTER TABLE environment ADD COLUMN control_url TEXT;
    ALTER TABLE environment ADD COLUMN secret_keys TEXT NOT NULL DEFAULT '[]';`,
+  // Execution chaining: the gateway (does it take forwarded work, from whom) and the routing rules.
+  `CREATE TABLE IF NOT EXISTS chaining (id INTEGER PRIMARY KEY CHECK (id = 1), gateway TEXT NOT NULL, routing TEXT NOT NULL);`,
 ];
 
 export function hasSchema(sql: Sql): boolean {

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import type { Env } from "./env.js";
 import { problemFromError, problemResponse } from "./problem.js";
+import { chaining } from "./routes/chaining.js";
 import { connect } from "./routes/connect.js";
 import { environments } from "./routes/environments.js";
 import { events } from "./routes/events.js";
@@ -21,6 +22,7 @@ export const app = new Hono<{ Bindings: Env }>()
   .route("/v1/environments", exec)
   .route("/v1/environments", files)
   .route("/v1/environments", environmentRuns)
+  .route("/v1/environments", chaining)
   .route("/v1/runs", runs)
   .route("/v1/hosts", hostConnect)
   .route("/v1/hosts", hosts)

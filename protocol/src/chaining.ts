@@ -64,7 +64,7 @@ export const ForwardBody = z
     route: z.array(Target).min(1).max(MAX_HOPS_LIMIT).optional(),
     targets: z.array(Target).min(1).max(16).optional(),
     /** Set by a forwarding deployment (federation): where the request has been so far. */
-    via: z.object({ origin: z.string().max(256), hops: z.number().int().min(0).max(MAX_HOPS_LIMIT), trail: z.array(z.string().max(256)).max(MAX_HOPS_LIMIT), maxHops: z.number().int().min(1).max(MAX_HOPS_LIMIT) }).optional(),
+    via: z.object({ origin: z.string().max(256), hops: z.number().int().min(0).max(MAX_HOPS_LIMIT), trail: z.array(z.string().max(256)).max(MAX_HOPS_LIMIT), names: z.array(z.string().max(256)).max(MAX_HOPS_LIMIT).optional(), maxHops: z.number().int().min(1).max(MAX_HOPS_LIMIT) }).optional(),
   })
   .refine((b) => [b.exec, b.file, b.run].filter((w) => w !== undefined).length === 1, { message: "give exactly one of exec, file or run", path: ["exec"] })
   .refine((b) => [b.target, b.route, b.targets].filter((w) => w !== undefined).length <= 1, { message: "give at most one of target, route or targets", path: ["target"] })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_MAX_HOPS, ForwardBody, Gateway, requestTypeOf, Routing, type RouteRule } from "@outpost/protocol";
-import { admit, candidatesFor, decide, originTrail, ruleFor, targetLabel, type Hop } from "../../durable-objects/routing.js";
+import { admit, arrive, candidatesFor, decide, originTrail, ruleFor, targetLabel, type Hop } from "../../durable-objects/routing.js";
 
 const a: Hop = { id: "env_a", name: "a" };
 const b: Hop = { id: "env_b", name: "b" };
@@ -87,9 +87,12 @@ describe("admit", () => {
     expect(trail.hops).toBe(3);
     expect(admit(open, { id: "e4", name: "e4" }, { id: "e3", name: "e3" }, trail)).toMatchObject({ ok: false, code: "hop_limit", message: expect.stringMatching(/Hop limit 3 reached at environment 'e4' \(e0 → e1 → e2 → e3 → e4\)/) });
   });
-  it("continues a trail that came from another deployment", () => {
-    const t = originTrail(b, 8, { origin: "http://one#env_a", hops: 2, trail: ["http://one#env_a", "http://one#env_r"], maxHops: 4 });
-    expect(t).toEqual({ origin: "http://one#env_a", visited: ["http://one#env_a", "http://one#env_r", "env_b"], names: ["http://one#env_a", "http://one#env_r", "b"], hops: 2, maxHops: 4 });
+  it("continues a trail that came from another deployment, refusing loops and counting hops", () => {
+    const via = { origin: "env_a", hops: 2, trail: ["env_a", "env_r"], names: ["a", "r"], maxHops: 4 };
+    expect(arrive(b, via, 8)).toEqual({ ok: true, trail: { origin: "env_a", visited: ["env_a", "env_r", "env_b"], names: ["a", "r", "b"], hops: 3, maxHops: 4 } });
+    expect(arrive({ id: "env_a", name: "a2" }, via, 8)).toMatchObject({ ok: false, code: "loop_detected" });
+    expect(arrive(b, { ...via, hops: 4 }, 8)).toMatchObject({ ok: false, code: "hop_limit" });
+    expect(arrive(b, { ...via, names: undefined }, 8)).toMatchObject({ ok: true, trail: { names: ["env_a", "env_r", "b"] } });
   });
 });
 

@@ -6,6 +6,7 @@ import { insertEnvironment, listEnvironments, removeEnvironment } from "../envir
 import { newEnvironmentId } from "../ids.js";
 import { unwrap } from "../outcome.js";
 import { HttpError } from "../problem.js";
+import { remoteSecretKeys } from "../remote.js";
 import { registryStub } from "./hosts.js";
 import { installedConfig } from "./providers.js";
 import { environmentStub, resolveEnvironmentId } from "../stub.js";
@@ -28,6 +29,7 @@ export const environments = new Hono<App>()
       if (!merged.ok) throw new HttpError(400, "bad_request", `Invalid config for provider '${provider}': ${merged.errors.join("; ")}`, { errors: merged.errors.map((m) => ({ path: m.split(":")[0]!, message: m })) });
       config = merged.config;
     }
+    const secretKeys = placed ? Object.entries(placed.provider.config).filter(([, f]) => f.secret).map(([k]) => k) : remoteSecretKeys(provider, config);
     const id = newEnvironmentId();
     const at = new Date().toISOString();
     await insertEnvironment(c.env.DB, org, { id, name: body.name, provider, state: "created", createdAt: at, updatedAt: at });
@@ -44,7 +46,7 @@ export const environments = new Hono<App>()
         createdAt: at,
         host: placed?.host,
         controlUrl: new URL(c.req.url).origin,
-        secretKeys: placed ? Object.entries(placed.provider.config).filter(([, f]) => f.secret).map(([k]) => k) : [],
+        secretKeys,
       })
       .catch(async (e: unknown) => {
         await removeEnvironment(c.env.DB, org, id); // keep the index free of records no object holds
