@@ -47,6 +47,7 @@ import {
   RunResponse,
   RunsQuery,
 } from "@outpost/protocol";
+import { CHAINING_ROUTES } from "./chaining-routes.js";
 import type { RouteSpec } from "./spec.js";
 
 const EnvironmentResponse = z.object({ environment: Environment });
@@ -256,4 +257,5 @@ export const ROUTES: RouteSpec[] = [
   { id: "installProvider", method: "post", path: "/v1/providers", tag: "providers", summary: "Install a provider in the org with its config (replaces an earlier install)", auth: "admin", body: InstallProviderBody, responses: { 201: InstalledProviderResponse } },
   { id: "listProviders", method: "get", path: "/v1/providers", tag: "providers", summary: "Installed providers and which hosts offer them", auth: "viewer", responses: { 200: ProviderList } },
   { id: "uninstallProvider", method: "delete", path: "/v1/providers/{id}", tag: "providers", summary: "Uninstall a provider", auth: "admin", params: { id: "the provider id" }, responses: { 200: Deleted } },
+  ...CHAINING_ROUTES,
 ];
