@@ -10,6 +10,7 @@ export default defineConfig({
   test: {
     projects: [
       "test/workers/vitest.config.ts",
+      "test/chaos/vitest.config.ts",
       {
         test: {
           name: "unit",

@@ -1,0 +1,54 @@
+/**
+ * What each chaos file measured: faults injected, cases tried, what was lost. Each file writes its
+ * own JSON under .outpost/chaos/ when it ends; scripts/reliability-report.ts turns the set into
+ * docs/reliability.md. Figures are counted by the tests as they run, never typed by hand.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT } from "../../../scripts/lib/dev-vars.js";
+
+export const RESULTS_DIR = join(ROOT, ".outpost", "chaos");
+/** `full` under `npm run test:chaos`; `ci` (smaller counts, same assertions) under `npm test`. */
+export const SCALE: "full" | "ci" = process.env.OUTPOST_CHAOS === "full" ? "full" : "ci";
+export const FULL = SCALE === "full";
+
+export interface Figure {
+  /** The group in the report: "faults", "hostile input", "rate limits", "load". */
+  section: string;
+  /** What was done, in a few words. */
+  name: string;
+  /** Faults injected (kills, cuts, restarts, …); 0 for pure input cases. */
+  faults: number;
+  /** Requests, frames or operations tried. */
+  cases: number;
+  /** Messages, lines, files or requests lost or duplicated; the goal is 0. */
+  lost: number;
+  /** Outcomes counted by kind, e.g. { "401": 12, "403": 3 }. */
+  outcomes?: Record<string, number>;
+  /** Anything else measured (durations are reported, never asserted). */
+  measured?: Record<string, number | string>;
+}
+
+export class Figures {
+  private readonly list: Figure[] = [];
+  private readonly started = Date.now();
+
+  constructor(private readonly file: string) {}
+
+  add(f: Figure): Figure {
+    this.list.push(f);
+    return f;
+  }
+
+  /** Called from afterAll: writes .outpost/chaos/<file>.json. */
+  write(): void {
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    const out = { file: this.file, scale: SCALE, startedAt: new Date(this.started).toISOString(), durationMs: Date.now() - this.started, figures: this.list };
+    writeFileSync(join(RESULTS_DIR, `${this.file}.json`), `${JSON.stringify(out, null, 2)}\n`);
+  }
+}
+
+/** Counts outcomes by key: tally(map, "401"). */
+export function tally(map: Record<string, number>, key: string | number): void {
+  map[String(key)] = (map[String(key)] ?? 0) + 1;
+}
