@@ -29,6 +29,7 @@ import {
 } from "@outpost/protocol";
 import type { Env } from "../worker/env.js";
 import { signAgentToken } from "../worker/auth.js";
+import { problemResponse } from "../worker/problem.js";
 import { updateIndexedState, updateRunIndex } from "../worker/environment-index.js";
 import type { HostRegistry } from "./host-registry.js";
 import {
@@ -362,10 +363,10 @@ export class EnvironmentObject extends DurableObject<Env> {
   override async fetch(request: Request): Promise<Response> {
     return this.entry("fetch", () => {
       if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-        return Response.json({ code: "bad_request", message: "expected a WebSocket upgrade" }, { status: 426 });
+        return problemResponse(426, "upgrade_required", "Expected a WebSocket upgrade.", {}, { upgrade: "websocket" });
       }
       const row = this.row();
-      if (!row) return Response.json({ code: "not_found", message: "No such environment." }, { status: 404 });
+      if (!row) return problemResponse(404, "not_found", "No such environment.");
       return request.headers.get(SOCKET_KIND_HEADER) === "watch" ? this.acceptWatcher(request) : this.acceptAgent(request, row);
     });
   }
@@ -422,9 +423,9 @@ export class EnvironmentObject extends DurableObject<Env> {
   private acceptAgent(request: Request, row: Row): Response {
     const gen = Number(request.headers.get(AGENT_GEN_HEADER));
     if (gen !== row.agent_gen) {
-      return Response.json({ code: "unauthorized", message: "This agent token has been revoked; rotate it and use the new one." }, { status: 401 });
+      return problemResponse(401, "unauthorized", "This agent token has been revoked; rotate it and use the new one.", {}, { "www-authenticate": 'Bearer error="invalid_token"' });
     }
-    if (row.state === "archived") return Response.json({ code: "invalid_state", message: "The environment is archived." }, { status: 409 });
+    if (row.state === "archived") return problemResponse(409, "invalid_state", "The environment is archived.");
     const pair = new WebSocketPair();
     this.ctx.acceptWebSocket(pair[1], [AGENT_TAG]);
     pair[1].serializeAttachment({ role: "agent", gen, connectedAt: this.now(), helloed: false, recv: row.agent_recv });
