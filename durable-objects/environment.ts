@@ -374,7 +374,8 @@ export class EnvironmentObject extends DurableObject<Env> {
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     return this.entry("webSocketMessage", async () => {
       const meta = agentAttachment(ws);
-      if (!meta) return; // watchers only listen
+      // Watchers only listen: input is a protocol error, closed at once so a flood cannot keep the object awake.
+      if (!meta) return closeQuietly(ws, CLOSE.protocolError, "the event stream is read-only");
       if (typeof message !== "string") {
         this.link.send(ws, { v: 1, kind: "error", error: { code: "bad_request", message: "binary frames are not part of the protocol; send JSON text" } });
         return;
