@@ -33,6 +33,8 @@ export const ERROR_STATUS = {
   internal: 500,
   agent_error: 502,
   timeout: 504,
+  /** The environment's disk is full (or a file size limit was reached). */
+  no_space: 507,
 } as const satisfies Record<string, number>;
 export type ErrorCode = keyof typeof ERROR_STATUS;
 

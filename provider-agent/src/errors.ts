@@ -14,10 +14,35 @@ export class AgentError extends Error {
   }
 }
 
+/**
+ * What a file system refusal means for the caller: the path or the workspace's state is at fault
+ * (a 4xx), or the disk is full (507), rather than an unexplained agent failure (502).
+ */
+const ERRNO_CODES: Record<string, AgentErrorCode> = {
+  ENAMETOOLONG: "invalid_path",
+  ELOOP: "invalid_path",
+  EINVAL: "invalid_path",
+  ENOENT: "not_found",
+  ENOTDIR: "conflict",
+  EISDIR: "conflict",
+  EEXIST: "conflict",
+  ENOTEMPTY: "conflict",
+  EXDEV: "conflict",
+  EBUSY: "conflict",
+  ETXTBSY: "conflict",
+  EACCES: "forbidden",
+  EPERM: "forbidden",
+  EROFS: "forbidden",
+  ENOSPC: "no_space",
+  EDQUOT: "no_space",
+  EFBIG: "no_space",
+};
+
 export function toErrorInfo(err: unknown): ErrorInfo {
   if (err instanceof AgentError) return { code: err.code, message: err.message };
   const message = err instanceof Error ? err.message : String(err);
-  return { code: "agent_error", message: message || "unexpected agent failure" };
+  const mapped = ERRNO_CODES[errnoCode(err) ?? ""];
+  return { code: mapped ?? "agent_error", message: message || "unexpected agent failure" };
 }
 
 export function errnoCode(err: unknown): string | undefined {

@@ -178,6 +178,16 @@ describe("replies that must fit one frame", () => {
     expect(toErrorInfo(new TypeError("boom"))).toEqual({ code: "agent_error", message: "boom" });
     expect(toErrorInfo("plain")).toEqual({ code: "agent_error", message: "plain" });
   });
+
+  it("file system refusals keep their meaning: path too long, in the way, disk full (found by the chaos suite)", () => {
+    const errno = (code: string) => Object.assign(new Error(`${code}: something`), { code });
+    expect(toErrorInfo(errno("ENAMETOOLONG")).code).toBe("invalid_path");
+    expect(toErrorInfo(errno("ENOTDIR")).code).toBe("conflict");
+    expect(toErrorInfo(errno("EISDIR")).code).toBe("conflict");
+    expect(toErrorInfo(errno("ENOSPC"))).toEqual({ code: "no_space", message: "ENOSPC: something" });
+    expect(toErrorInfo(errno("EFBIG")).code).toBe("no_space");
+    expect(toErrorInfo(errno("EWHATEVER")).code).toBe("agent_error");
+  });
 });
 
 describe("agent over a real link", () => {
