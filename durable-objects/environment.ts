@@ -23,9 +23,13 @@ import {
   type ForwardBody,
   type Gateway,
   type Hello,
+  type OpParams,
   type OpResult,
   type Routing,
   type Run,
+  type SnapshotImportResult,
+  type SnapshotTaken,
+  FINAL_RUN_STATES,
 } from "@outpost/protocol";
 import type { Env } from "../worker/env.js";
 import { signAgentToken } from "../worker/auth.js";
@@ -54,7 +58,9 @@ import { fail, ok, type Outcome } from "./outcome.js";
 import { PendingRequests } from "./pending.js";
 import { describe, restartDelay, settingsOf, type CreateInit, type Row } from "./record.js";
 import { Runs, type NewRun } from "./runs.js";
-import { Relay, TIMING, type SimpleFileOp } from "./relay.js";
+import { Relay, TIMING, type RelayHost, type SimpleFileOp } from "./relay.js";
+import { SnapshotRelay, type ExportedBundle } from "./snapshots.js";
+import { recordSnapshot } from "../worker/snapshot-index.js";
 import { Schedule } from "./schedule.js";
 import { hasSchema, migrate } from "./schema.js";
 import { sqlOf, type Sql } from "./sql.js";
@@ -89,6 +95,7 @@ export class EnvironmentObject extends DurableObject<Env> {
   private readonly runs: Runs;
   private readonly relay: Relay;
   private readonly chaining: Chaining;
+  private readonly snapshots: SnapshotRelay;
   private exists = false;
   private stateWaiters: Array<() => void> = [];
 
@@ -103,7 +110,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     this.link = new EdgeLink(this.sql);
     this.runs = new Runs(this.sql, this.events, () => this.iso(), () => this.row()?.id ?? "");
     const self = this;
-    this.relay = new Relay({
+    const relayHost: RelayHost = {
       agent: () => this.readyOrRefuse(),
       agentSocket: () => readyAgent(this.ctx),
       link: this.link,
@@ -112,7 +119,9 @@ export class EnvironmentObject extends DurableObject<Env> {
       get timing() {
         return self.timing;
       },
-    });
+    };
+    this.relay = new Relay(relayHost);
+    this.snapshots = new SnapshotRelay(relayHost, () => this.now(), (op, p, t) => this.relay.ask(op, p, t));
     this.chaining = new Chaining({
       row: () => this.row(),
       ready: () => this.readyOrRefuse(),
@@ -281,6 +290,25 @@ export class EnvironmentObject extends DurableObject<Env> {
     return this.entry("rpc", () => this.relay.diff(params));
   }
 
+  // ---- RPC: snapshots (snapshots.ts) ------------------------------------------------------
+
+  async takeSnapshot(params: OpParams<"snapshot.take">): Promise<Outcome<SnapshotTaken>> {
+    return this.entry("rpc", () => this.snapshots.take(params));
+  }
+
+  /** The agent bundles the snapshot; resolves with its size and sha256 and the bytes still flowing. */
+  async exportSnapshot(params: OpParams<"snapshot.bundle">): Promise<Outcome<ExportedBundle>> {
+    return this.entry("rpc", () => this.snapshots.exportBundle(params));
+  }
+
+  async importSnapshot(params: OpParams<"snapshot.import">, body: ReadableStream<Uint8Array>): Promise<Outcome<SnapshotImportResult>> {
+    return this.entry("rpc", () => this.snapshots.importBundle(params, body));
+  }
+
+  async diffSnapshots(params: OpParams<"snapshot.diff">): Promise<Outcome<ReadableStream<Uint8Array>>> {
+    return this.entry("rpc", () => this.snapshots.diff(params));
+  }
+
   // ---- RPC: agent runs -------------------------------------------------------------------
 
   /** Queues a run; its start request is kept durably until the agent takes it. */
@@ -327,7 +355,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     return this.withRow(async (row) => {
       if (row.state === "archived") return this.refuse(row, "start a run in", "the environment is archived");
       const created = this.runs.create(run);
-      const params = { runId: run.id, command: run.command, env: run.env, message: run.message };
+      const params = { runId: run.id, command: run.command, env: run.env, message: run.message, threadId: run.threadId, objectiveId: run.objectiveId };
       this.link.send(readyAgent(this.ctx), { v: 1, kind: "request", id: `run:${run.id}:start`, op: "run.start", params, timeoutMs: 60_000 }, run.id);
       return ok(created);
     });
@@ -468,8 +496,14 @@ export class EnvironmentObject extends DurableObject<Env> {
       case "run.output":
         if (this.runs.output(frame)) this.persistRecv(ws);
         return;
-      case "run.exit":
+      case "run.exit": {
+        const row = this.row();
+        if (frame.snapshot && row && this.runs.get(frame.runId) && !FINAL_RUN_STATES.has(this.runs.get(frame.runId)!.state)) {
+          this.events.append("snapshot.taken", { snapshotId: frame.snapshot.snapshotId, commit: frame.snapshot.commit, runId: frame.runId });
+          await recordSnapshot(this.env.DB, row.org, row.id, frame.snapshot, this.iso());
+        }
         return this.settledRun(ws, this.runs.exited(frame));
+      }
       case "health": {
         const meta = agentAttachment(ws);
         const { at, cpu, memory, disk, processes } = frame;

@@ -12,6 +12,8 @@ import { openapi } from "./routes/openapi.js";
 import { hostConnect, hosts } from "./routes/hosts.js";
 import { providers } from "./routes/providers.js";
 import { environmentRuns, runs } from "./routes/runs.js";
+import { objectives, threads } from "./routes/hierarchy.js";
+import { snapshots } from "./routes/snapshots.js";
 
 export const app = new Hono<{ Bindings: Env }>()
   .route("/v1/health", health)
@@ -26,7 +28,10 @@ export const app = new Hono<{ Bindings: Env }>()
   .route("/v1/runs", runs)
   .route("/v1/hosts", hostConnect)
   .route("/v1/hosts", hosts)
-  .route("/v1/providers", providers);
+  .route("/v1/providers", providers)
+  .route("/v1/objectives", objectives)
+  .route("/v1/threads", threads)
+  .route("/v1/snapshots", snapshots);
 
 app.notFound((c) => problemResponse(404, "not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`));
 app.onError((err, c) => problemFromError(c, err));

@@ -17,7 +17,7 @@ function randomChars(length: number): string {
 }
 
 /** `PREFIX_` + 10 time-ordered + 10 random characters: sortable by creation, unguessable. */
-export function newId(prefix: "env" | "run", now = Date.now()): string {
+export function newId(prefix: "env" | "run" | "exp", now = Date.now()): string {
   return `${prefix}_${encodeTime(now, 10)}${randomChars(10)}`;
 }
 

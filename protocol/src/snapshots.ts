@@ -57,8 +57,6 @@ export const SnapshotBundleParams = z.object({
   format: BundleFormat,
   /** Incremental: objects the base commit already has are left out (git bundle prerequisites). */
   baseCommit: Sha.optional(),
-  /** Snapshot ids → commits to carry as refs (the thread's earlier snapshots), bundles only. */
-  refs: z.record(z.string(), Sha).optional(),
 });
 export const SnapshotBundleResult = z.object({ bundleId: z.string().regex(/^[a-z0-9-]{1,64}$/), size: z.number().int().nonnegative(), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
 export const SnapshotReadParams = z.object({ bundleId: z.string().regex(/^[a-z0-9-]{1,64}$/) });
@@ -122,11 +120,15 @@ export const ImportSnapshotBody = z.object({
   /** Which export to bring: by default the newest full one (made now when there is none). */
   exportId: z.string().max(128).optional(),
 });
+/** One side of a comparison: a snapshot, or an environment as it is now (a snapshot is taken). */
+export const SnapshotSide = z.union([z.object({ snapshotId: SnapshotId }), z.object({ environment: z.string().min(1).max(128) })]);
 export const DiffSnapshotsBody = z.object({
-  from: z.union([z.object({ snapshotId: SnapshotId }), z.object({ environment: z.string().min(1).max(128) })]),
-  to: z.union([z.object({ snapshotId: SnapshotId }), z.object({ environment: z.string().min(1).max(128) })]),
+  from: SnapshotSide,
+  to: SnapshotSide,
   format: z.enum(["patch", "format-patch", "stat"]).default("patch"),
 });
+/** Merge `from`'s changes into the environment `into` as a patch (a three-way merge; conflicts listed). */
+export const MergeSnapshotBody = z.object({ into: z.string().min(1).max(128), from: SnapshotSide });
 
 export const Objective = z.object({ id: z.string(), title: z.string(), description: z.string().nullable(), createdAt: z.string() });
 export type Objective = z.infer<typeof Objective>;

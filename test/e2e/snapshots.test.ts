@@ -1,0 +1,271 @@
+/**
+ * Snapshots that travel, through the whole path with real agents: HTTP → Worker → Durable Object →
+ * agent (shadow git) → back → R2 (wrangler dev's local R2) → another environment. The hierarchy in
+ * D1 and in narrative.json, identical files by checksum after A → B and B → A, incremental bundles
+ * smaller than full ones, damaged bundles refused with the workspace unchanged, diff and merge
+ * across environments, progress in the event log, the user's .git untouched.
+ */
+import { execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { lstat, readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Snapshot, SnapshotExport } from "@outpost/protocol";
+import { expectProblem, startHarness, unlessExited, type Harness } from "./helpers.js";
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+async function serve(name: string, prepare?: (workspace: string) => void) {
+  const created = await h.admin.createEnvironment({ name, provider: "local" });
+  const { workspace } = await h.workspace();
+  mkdirSync(workspace, { recursive: true });
+  prepare?.(workspace);
+  const agent = h.agent({ token: created.agentToken, workspace });
+  await h.admin.waitForEnvironment(created.environment.id, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
+  return { id: created.environment.id, workspace, agent };
+}
+
+const json = async <T,>(res: Response): Promise<T> => {
+  if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+};
+const post = <T,>(path: string, body: unknown, timeoutMs = 120_000) => h.admin.request("POST", path, { json: body, timeoutMs }).then((r) => json<T>(r));
+const get = <T,>(path: string) => h.admin.request("GET", path).then((r) => json<T>(r));
+
+/** sha256 of every file in the workspace except the user's .git and what .gitignore leaves out. */
+async function checksums(dir: string, ignore: RegExp = /^\.git(\/|$)/): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of (await readdir(dir, { recursive: true })).sort()) {
+    if (ignore.test(name)) continue;
+    const st = await lstat(join(dir, name));
+    if (st.isFile()) out[name] = createHash("sha256").update(await readFile(join(dir, name))).digest("hex");
+  }
+  return out;
+}
+
+/** Every byte, mode and mtime under a directory: proof nothing touched it. */
+async function fingerprint(dir: string): Promise<string> {
+  const hash = createHash("sha256");
+  for (const name of (await readdir(dir, { recursive: true })).sort()) {
+    const st = await lstat(join(dir, name));
+    hash.update(`${name}\0${st.mode}\0${st.mtimeMs}\0${st.size}\0`);
+    if (st.isFile()) hash.update(await readFile(join(dir, name)));
+  }
+  return hash.digest("hex");
+}
+
+const gitEnv = { ...process.env, GIT_CONFIG_NOSYSTEM: "1", GIT_AUTHOR_NAME: "u", GIT_AUTHOR_EMAIL: "u@e", GIT_COMMITTER_NAME: "u", GIT_COMMITTER_EMAIL: "u@e" };
+const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-C", cwd, ...args], { stdio: "pipe", env: gitEnv }).toString();
+
+/** The file in wrangler dev's local R2 that holds an object of exactly this size (the blob store). */
+async function r2Blob(size: number): Promise<string> {
+  const found: string[] = [];
+  for (const name of await readdir(h.cp.persistTo, { recursive: true })) {
+    if (!name.includes("r2") || !name.includes("blobs")) continue;
+    const p = join(h.cp.persistTo, name);
+    const st = await stat(p);
+    if (st.isFile() && st.size === size) found.push(p);
+  }
+  expect(found, "exactly one R2 blob of the bundle's size").toHaveLength(1);
+  return found[0]!;
+}
+
+function rssPeak(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+describe("snapshots between environments", () => {
+  let A: Awaited<ReturnType<typeof serve>>;
+  let B: Awaited<ReturnType<typeof serve>>;
+  let userGit: string;
+  const ignoredInA = /^(\.git|node_modules|build\.log)(\/|$)/;
+
+  beforeAll(async () => {
+    A = await serve("snap-a", (w) => {
+      git(w, "init", "-q");
+      writeFileSync(join(w, ".gitignore"), "node_modules/\n*.log\n");
+      writeFileSync(join(w, "README.md"), "# project\n");
+      mkdirSync(join(w, "src"));
+      writeFileSync(join(w, "src", "main.ts"), "export const x = 1;\n".repeat(200));
+      git(w, "add", ".");
+      git(w, "commit", "-qm", "user's own commit");
+      mkdirSync(join(w, "node_modules"));
+      writeFileSync(join(w, "node_modules", "dep.js"), "ignored\n");
+      writeFileSync(join(w, "build.log"), "ignored\n");
+      writeFileSync(join(w, "blob.bin"), Buffer.from([0, 1, 2, 3, 255, 254]));
+    });
+    B = await serve("snap-b", (w) => writeFileSync(join(w, "stale.txt"), "only in b\n"));
+    userGit = await fingerprint(join(A.workspace, ".git"));
+  });
+
+  let objectiveId: string;
+  let threadId: string;
+  let s1: Snapshot;
+
+  it("a run on a thread ends with a snapshot, recorded in the hierarchy", async () => {
+    ({ objective: { id: objectiveId } } = await post<{ objective: { id: string } }>("/v1/objectives", { title: "ship the feature" }));
+    ({ thread: { id: threadId } } = await post<{ thread: { id: string } }>("/v1/threads", { objectiveId, title: "first try" }));
+    const { run } = await post<{ run: { id: string } }>(`/v1/environments/${A.id}/runs`, { agent: { command: ["sh", "-c", "echo generated > src/gen.txt"] }, threadId, objectiveId });
+    await expect.poll(async () => (await get<{ run: { state: string } }>(`/v1/runs/${run.id}`)).run.state, { timeout: 30_000 }).toBe("succeeded");
+    const thread = await get<{ thread: { objectiveId: string }; runs: Array<{ id: string }>; snapshots: Snapshot[] }>(`/v1/threads/${threadId}`);
+    expect(thread.thread.objectiveId).toBe(objectiveId);
+    expect(thread.runs.map((r) => r.id)).toEqual([run.id]);
+    expect(thread.snapshots).toHaveLength(1);
+    s1 = thread.snapshots[0]!;
+    expect(s1).toMatchObject({ runId: run.id, threadId, objectiveId, environmentId: A.id, parentId: null, files: 5 });
+    const objective = await get<{ threads: Array<{ id: string }> }>(`/v1/objectives/${objectiveId}`);
+    expect(objective.threads.map((t) => t.id)).toEqual([threadId]);
+  });
+
+  let full1: SnapshotExport;
+
+  it("A → B: exported to R2 with its narrative, imported with replace: identical files by checksum", async () => {
+    ({ export: full1 } = await post<{ export: SnapshotExport }>(`/v1/snapshots/${s1.id}/export`, { format: "bundle" }));
+    expect(full1).toMatchObject({ format: "bundle", baseSnapshotId: null });
+    expect(full1.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const bytes = Buffer.from(await (await h.admin.request("GET", `/v1/snapshots/${s1.id}/exports/${full1.id}`)).arrayBuffer());
+    expect(bytes.length).toBe(full1.size);
+    expect(createHash("sha256").update(bytes).digest("hex")).toBe(full1.sha256);
+    expect(bytes.subarray(0, 20).toString()).toMatch(/^# v[23] git bundle/);
+
+    const narrative = await get<{ snapshot: { id: string; exports: SnapshotExport[] }; objective: { id: string; title: string }; thread: { id: string }; run: { id: string }; lineage: Array<{ id: string }> }>(`/v1/snapshots/${s1.id}/narrative`);
+    expect(narrative.objective).toMatchObject({ id: objectiveId, title: "ship the feature" });
+    expect(narrative.thread.id).toBe(threadId);
+    expect(narrative.run.id).toBe(s1.runId);
+    expect(narrative.snapshot.exports.map((e) => e.sha256)).toContain(full1.sha256);
+
+    const { import: result, snapshot } = await post<{ import: { changed: string[]; conflicts: string[]; preImport: { snapshotId: string } }; snapshot: Snapshot }>(`/v1/snapshots/${s1.id}/import`, { environment: B.id, strategy: "replace" });
+    expect(result.conflicts).toEqual([]);
+    expect(result.changed).toContain("stale.txt");
+    expect(await checksums(B.workspace)).toEqual(await checksums(A.workspace, ignoredInA));
+    expect(snapshot.environments.sort()).toEqual([A.id, B.id].sort());
+    // B's former state is a snapshot of its own, so nothing was lost.
+    const pre = await get<{ snapshot: Snapshot }>(`/v1/snapshots/${result.preImport.snapshotId}`);
+    expect(pre.snapshot.environmentId).toBe(B.id);
+    // Progress of both transfers is in the event logs.
+    const events = async (id: string) => (await get<{ events: Array<{ type: string; data: Record<string, unknown> }> }>(`/v1/environments/${id}/events?limit=500`)).events;
+    const doneA = (await events(A.id)).filter((e) => e.type === "snapshot.progress" && e.data.done);
+    expect(doneA.at(-1)?.data).toMatchObject({ snapshotId: s1.id, direction: "export", bytes: full1.size, total: full1.size, percent: 100 });
+    const doneB = (await events(B.id)).filter((e) => e.type === "snapshot.progress" && e.data.done);
+    expect(doneB.at(-1)?.data).toMatchObject({ direction: "import", bytes: full1.size, percent: 100 });
+    expect(typeof doneB.at(-1)?.data.bytesPerSecond).toBe("number");
+  });
+
+  let s2: Snapshot;
+  let s3: Snapshot;
+
+  it("an incremental bundle is smaller than the full one; B continues the thread and comes back to A", async () => {
+    writeFileSync(join(A.workspace, "src", "main.ts"), "export const x = 2;\n".repeat(200));
+    ({ snapshot: s2 } = await post<{ snapshot: Snapshot }>("/v1/snapshots", { environment: A.id, message: "x is two" }));
+    expect(s2).toMatchObject({ threadId, parentId: s1.id });
+    const { export: inc } = await post<{ export: SnapshotExport }>(`/v1/snapshots/${s2.id}/export`, { format: "bundle", baseSnapshotId: s1.id });
+    const { export: full2 } = await post<{ export: SnapshotExport }>(`/v1/snapshots/${s2.id}/export`, { format: "bundle" });
+    expect(inc.size).toBeLessThan(full2.size);
+    console.log(`bundle sizes: s2 full ${full2.size} B, incremental against s1 ${inc.size} B`);
+    await post(`/v1/snapshots/${s2.id}/import`, { environment: B.id, exportId: inc.id });
+    expect(await checksums(B.workspace)).toEqual(await checksums(A.workspace, ignoredInA));
+
+    // B → A: B's snapshot continues the same thread (its parent is s2), back to A incrementally.
+    writeFileSync(join(B.workspace, "from-b.txt"), "written in b\n");
+    ({ snapshot: s3 } = await post<{ snapshot: Snapshot }>("/v1/snapshots", { environment: B.id, export: { format: "bundle", baseSnapshotId: s2.id } }));
+    expect(s3).toMatchObject({ threadId, parentId: s2.id, environmentId: B.id });
+    await post(`/v1/snapshots/${s3.id}/import`, { environment: A.id, exportId: s3.exports[0]!.id });
+    expect(readFileSync(join(A.workspace, "from-b.txt"), "utf8")).toBe("written in b\n");
+    expect(await checksums(A.workspace, ignoredInA)).toEqual(await checksums(B.workspace));
+    // The ignored files of A and the user's own repository are as they were.
+    expect(readFileSync(join(A.workspace, "node_modules", "dep.js"), "utf8")).toBe("ignored\n");
+    expect(await fingerprint(join(A.workspace, ".git"))).toBe(userGit);
+    expect(git(A.workspace, "log", "--format=%s")).toBe("user's own commit\n");
+  });
+
+  it("a corrupted or truncated bundle is refused with a clear error, and the workspace is unchanged", async () => {
+    const C = await serve("snap-c", (w) => writeFileSync(join(w, "mine.txt"), "c's own\n"));
+    const before = await checksums(C.workspace);
+    const { export: exp } = await post<{ export: SnapshotExport }>(`/v1/snapshots/${s3.id}/export`, { format: "bundle" });
+    const blob = await r2Blob(exp.size);
+    const original = await readFile(blob);
+    const corrupted = Buffer.from(original);
+    corrupted[Math.floor(corrupted.length / 2)]! ^= 0xff;
+    await writeFile(blob, corrupted);
+    const bad = await expectProblem(await h.admin.request("POST", `/v1/snapshots/${s3.id}/import`, { json: { environment: C.id, exportId: exp.id }, timeoutMs: 60_000 }), 422, "integrity_failed");
+    expect(bad.detail).toMatch(/corrupted: its sha256 is [0-9a-f]{64}, the recorded one is/);
+    expect(await checksums(C.workspace)).toEqual(before);
+
+    await writeFile(blob, original);
+    await truncate(blob, exp.size - 1000);
+    const res = await h.admin.request("POST", `/v1/snapshots/${s3.id}/import`, { json: { environment: C.id, exportId: exp.id }, timeoutMs: 60_000 });
+    const short = await expectProblem(res, (s) => s === 422 || s === 502);
+    expect(short.detail).toMatch(/truncated|did not|short|size/i);
+    expect(await checksums(C.workspace)).toEqual(before);
+    // Nothing half-imported stays: the snapshot is not recorded as held by C.
+    const { snapshot } = await get<{ snapshot: Snapshot }>(`/v1/snapshots/${s3.id}`);
+    expect(snapshot.environments).not.toContain(C.id);
+  });
+
+  it("diff between two environments and two snapshots, a git-format patch, and a merge as a patch", async () => {
+    writeFileSync(join(B.workspace, "README.md"), "# project, edited in b\n");
+    const diff = await h.admin.request("POST", "/v1/snapshots/diff", { json: { from: { environment: A.id }, to: { environment: B.id } }, timeoutMs: 120_000 });
+    expect(diff.status).toBe(200);
+    const patch = await diff.text();
+    expect(patch).toContain("-# project\n+# project, edited in b\n");
+    const between = await (await h.admin.request("POST", "/v1/snapshots/diff", { json: { from: { snapshotId: s1.id }, to: { snapshotId: s2.id }, format: "stat" } })).text();
+    expect(between).toContain("src/main.ts");
+    const mail = await (await h.admin.request("POST", "/v1/snapshots/diff", { json: { from: { snapshotId: s2.id }, to: { snapshotId: s3.id }, format: "format-patch" } })).text();
+    expect(mail).toMatch(/^From [0-9a-f]{40}/);
+    expect(mail).toContain("from-b.txt");
+
+    // A edits another file meanwhile; B's README change merges in without touching it.
+    writeFileSync(join(A.workspace, "src", "main.ts"), "export const x = 3;\n");
+    const merged = await post<{ import: { conflicts: string[]; changed: string[] } }>("/v1/snapshots/merge", { into: A.id, from: { environment: B.id } });
+    expect(merged.import.conflicts).toEqual([]);
+    expect(merged.import.changed).toEqual(["README.md"]);
+    expect(readFileSync(join(A.workspace, "README.md"), "utf8")).toBe("# project, edited in b\n");
+    expect(readFileSync(join(A.workspace, "src", "main.ts"), "utf8")).toBe("export const x = 3;\n");
+    expect(await fingerprint(join(A.workspace, ".git"))).toBe(userGit);
+  });
+
+  it("refuses bad input before any object is touched", async () => {
+    await expectProblem(await h.admin.request("GET", "/v1/snapshots/snap_nope"), 404, "not_found");
+    await expectProblem(await h.admin.request("POST", `/v1/snapshots/${s1.id}/import`, { json: { environment: B.id, strategy: "sideways" } }), 400, "bad_request");
+    await expectProblem(await h.admin.request("POST", `/v1/snapshots/${s1.id}/export`, { json: { format: "tar.gz", baseSnapshotId: s1.id } }), 400, "bad_request");
+    const viewer = await h.client("viewer");
+    await expectProblem(await viewer.request("POST", "/v1/snapshots", { json: { environment: A.id } }), 403);
+  });
+});
+
+describe("a 200 MB workspace", () => {
+  it("goes A → B in bounded memory", async () => {
+    const MB = 1_000_000;
+    const A = await serve("big-a", (w) => {
+      // Random bytes, so neither git nor gzip can shrink the transfer.
+      for (let i = 0; i < 50; i++) writeFileSync(join(w, `part-${String(i).padStart(2, "0")}.bin`), randomBytes(4 * MB));
+    });
+    const B = await serve("big-b");
+    const t0 = Date.now();
+    const { snapshot } = await post<{ snapshot: Snapshot }>("/v1/snapshots", { environment: A.id, export: { format: "bundle" } }, 300_000);
+    const t1 = Date.now();
+    const exp = snapshot.exports[0]!;
+    expect(snapshot.bytes).toBe(200 * MB);
+    expect(exp.size).toBeGreaterThan(200 * MB);
+    await post(`/v1/snapshots/${snapshot.id}/import`, { environment: B.id }, 300_000);
+    const t2 = Date.now();
+    expect(await checksums(B.workspace)).toEqual(await checksums(A.workspace));
+    const peakA = rssPeak(A.agent.pid);
+    const peakB = rssPeak(B.agent.pid);
+    console.log(
+      `200 MB workspace: bundle ${exp.size} B; snapshot + export ${((t1 - t0) / 1000).toFixed(1)} s, import ${((t2 - t1) / 1000).toFixed(1)} s; ` +
+        `agent peak RSS: A ${(peakA / MB).toFixed(0)} MB, B ${(peakB / MB).toFixed(0)} MB`,
+    );
+    // Neither agent ever held the workspace, or the bundle, in memory.
+    expect(peakA).toBeLessThan(150 * MB);
+    expect(peakB).toBeLessThan(150 * MB);
+  }, 600_000);
+});
