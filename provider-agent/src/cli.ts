@@ -1,10 +1,10 @@
 /** `outpost-agent`: flags and environment in, a running link out. Exit codes are part of the interface. */
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { CLOSE } from "@outpost/protocol";
 import { Agent, helloFrame } from "./agent.js";
 import { hostMain } from "./host/cli.js";
+import { COMMON_FLAGS, logLevel, parseFlags, positiveInteger, usageError } from "./cli-flags.js";
 import { realClock } from "./clock.js";
 import { connectEndpoint } from "./endpoint.js";
 import { Link, DEFAULT_HEARTBEAT_MS } from "./link.js";
@@ -70,35 +70,20 @@ Exit codes:
      same token will not help
 `;
 
-function fail(message: string): number {
-  process.stderr.write(`outpost-agent: ${message}\nRun 'outpost-agent --help' for usage.\n`);
-  return EXIT.usage;
-}
+const fail = usageError("outpost-agent", EXIT.usage);
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        url: { type: "string" },
-        token: { type: "string" },
-        workspace: { type: "string" },
-        "heartbeat-ms": { type: "string" },
-        "health-interval-ms": { type: "string" },
-        "resource-id": { type: "string" },
-        "state-file": { type: "string" },
-        "spool-dir": { type: "string" },
-        "log-level": { type: "string" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "v" },
-      },
-    }));
-  } catch (err) {
-    return fail(err instanceof Error ? err.message : String(err));
-  }
+  const parsed = parseFlags(argv, {
+    ...COMMON_FLAGS,
+    workspace: { type: "string" },
+    "health-interval-ms": { type: "string" },
+    "resource-id": { type: "string" },
+    "state-file": { type: "string" },
+    "spool-dir": { type: "string" },
+    version: { type: "boolean", short: "v" },
+  });
+  if (!parsed.ok) return fail(parsed.error);
+  const { values } = parsed;
   if (values.help) {
     process.stdout.write(USAGE);
     return EXIT.ok;
@@ -113,12 +98,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   if (!url) return fail("missing --url (or OUTPOST_URL)");
   if (!token) return fail("missing --token (or OUTPOST_AGENT_TOKEN)");
   if (!workspaceArg) return fail("missing --workspace (or OUTPOST_WORKSPACE)");
-  const heartbeatMs = Number(values["heartbeat-ms"] ?? DEFAULT_HEARTBEAT_MS);
-  if (!Number.isInteger(heartbeatMs) || heartbeatMs <= 0) return fail("--heartbeat-ms must be a positive whole number of milliseconds");
-  const healthIntervalMs = Number(values["health-interval-ms"] ?? process.env.OUTPOST_HEALTH_INTERVAL_MS ?? DEFAULT_HEALTH_INTERVAL_MS);
-  if (!Number.isInteger(healthIntervalMs) || healthIntervalMs <= 0) return fail("--health-interval-ms must be a positive whole number of milliseconds");
-  const level = values["log-level"] ?? "info";
-  if (level !== "info" && level !== "debug") return fail("--log-level must be info or debug");
+  const heartbeatMs = positiveInteger(values["heartbeat-ms"], DEFAULT_HEARTBEAT_MS);
+  if (heartbeatMs === null) return fail("--heartbeat-ms must be a positive whole number of milliseconds");
+  const healthIntervalMs = positiveInteger(values["health-interval-ms"] ?? process.env.OUTPOST_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_INTERVAL_MS);
+  if (healthIntervalMs === null) return fail("--health-interval-ms must be a positive whole number of milliseconds");
+  const level = logLevel(values["log-level"]);
+  if (level === null) return fail("--log-level must be info or debug");
   const endpoint = connectEndpoint(url, token);
   if (!endpoint.ok) return fail(endpoint.error);
   const resourceId = values["resource-id"] ?? env.OUTPOST_RESOURCE_ID;

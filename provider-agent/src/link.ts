@@ -8,12 +8,8 @@
  * by seq and acknowledged; chunk streams the agent sends wait for the edge's credit.
  */
 import WebSocket from "ws";
-import type { IncomingMessage } from "node:http";
 import {
   CLOSE,
-  FATAL_CLOSE_CODES,
-  HEARTBEAT_PING,
-  HEARTBEAT_PONG,
   isReliable,
   MAX_FRAME_BYTES,
   parseEdgeFrame,
@@ -23,42 +19,26 @@ import {
   type Hello,
   type Welcome,
 } from "@outpost/protocol";
-import { backoffDelay, type BackoffOptions } from "./backoff.js";
-import { realClock, type Clock, type TimerHandle } from "./clock.js";
+import type { Clock, TimerHandle } from "./clock.js";
 import { CreditLedger } from "./credit.js";
+import { Dialer, type Connection, type DialerOptions, type LinkEnd } from "./dialer.js";
 import { AgentError } from "./errors.js";
-import { silentLogger, type Logger } from "./log.js";
+import type { Logger } from "./log.js";
 import { Outbox, type OutboxOptions } from "./outbox.js";
 
-export const DEFAULT_HEARTBEAT_MS = 10_000;
-export const DEFAULT_STABLE_MS = 10_000;
+export { DEFAULT_HEARTBEAT_MS, DEFAULT_STABLE_MS, type LinkEnd } from "./dialer.js";
 /** A standalone ack goes out after this many reliable frames, or this long after the first, with nothing else to carry it. */
 export const ACK_EVERY_FRAMES = 32;
 export const ACK_DELAY_MS = 200;
 /** Room left in a frame for the seq and ack the link adds. */
 const SEQ_ACK_ROOM = 64;
-/** Pings in a row without any answer before the link counts as half-open. */
-const MISSED_PINGS = 2;
-/** HTTP statuses on the upgrade after which reconnecting with the same token is pointless. */
-const FATAL_STATUSES = new Set([401, 403, 404]);
-
-export type LinkEnd = { kind: "stopped" } | { kind: "fatal"; reason: string; code?: number; status?: number };
-
-export interface LinkOptions {
+export interface LinkOptions extends DialerOptions {
   /** ws:// or wss:// address of the environment's connect endpoint. */
   url: string;
-  token: string;
   /** Sent first on every connection (with `ack` set by the link); a function is asked each time. */
   hello: Hello | (() => Hello);
   /** Every frame from the edge except credit and ack, which the link consumes; resent duplicates are dropped. */
   onFrame?: (frame: EdgeFrame) => void;
-  heartbeatMs?: number;
-  /** How long a welcomed link must stay up before the backoff starts again from the beginning. */
-  stableMs?: number;
-  backoff?: BackoffOptions;
-  clock?: Clock;
-  log?: Logger;
-  handshakeTimeoutMs?: number;
   /** The highest edge seq an earlier agent process processed (from the state file). */
   recv?: number;
   /** The highest seq an earlier agent process may have used; this one continues above it. */
@@ -71,29 +51,10 @@ export interface LinkOptions {
   onProgress?: (progress: { recv: number; lastSeq: number }) => void;
 }
 
-type Connection = {
-  ws: WebSocket;
-  unanswered: number;
-  heartbeat: TimerHandle | null;
-  stable: TimerHandle | null;
-  /** Reliable frames flow only once the edge has said which of them it already has. */
-  welcomed: boolean;
-  /** Set when this connection ended in a way that must not be retried. */
-  fatal: LinkEnd | null;
-  refused: boolean;
-};
-
 export class Link {
   onFrame: (frame: EdgeFrame) => void;
   readonly done: Promise<LinkEnd>;
-  #finish!: (end: LinkEnd) => void;
-  #conn: Connection | null = null;
-  #attempt = 0;
-  #heartbeatMs: number;
-  #reconnect: TimerHandle | null = null;
-  #closeGrace: TimerHandle | null = null;
-  #stopping = false;
-  #ended = false;
+  readonly #dialer: Dialer;
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #outbox: Outbox;
@@ -108,14 +69,20 @@ export class Link {
 
   constructor(private readonly options: LinkOptions) {
     this.onFrame = options.onFrame ?? (() => {});
-    this.#heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-    this.#clock = options.clock ?? realClock();
-    this.#log = options.log ?? silentLogger;
+    this.#dialer = new Dialer(options, {
+      open: (conn) => this.#onOpen(conn),
+      message: (conn, text, isBinary) => this.#onMessage(conn, text, isBinary),
+      closed: () => {
+        if (this.#ackTimer) this.#clock.clearTimeout(this.#ackTimer);
+        this.#ackTimer = null;
+      },
+      ended: () => this.#ended(),
+    });
+    this.#clock = this.#dialer.clock;
+    this.#log = this.#dialer.log;
     this.#recv = options.recv ?? 0;
     this.#outbox = new Outbox({ ...options.outbox, lastSeq: options.lastSeq ?? 0, reserve: (ceiling) => options.reserveSeq?.(ceiling) });
-    this.done = new Promise((resolve) => {
-      this.#finish = resolve;
-    });
+    this.done = this.#dialer.done;
   }
 
   /** The highest edge seq processed. */
@@ -134,11 +101,11 @@ export class Link {
   }
 
   start(): void {
-    if (!this.#conn && !this.#ended) this.#connect();
+    this.#dialer.start();
   }
 
   get connected(): boolean {
-    return this.#conn?.ws.readyState === WebSocket.OPEN;
+    return this.#dialer.current?.ws.readyState === WebSocket.OPEN;
   }
 
   /**
@@ -148,7 +115,7 @@ export class Link {
    */
   send(frame: AgentFrame): boolean {
     const body = encode(frame);
-    if (this.#stopping || this.#ended) {
+    if (this.#dialer.closed) {
       this.#log.debug(`link closed, dropped a ${frame.kind} frame`);
       return false;
     }
@@ -205,66 +172,15 @@ export class Link {
 
   /** Closes the link for good (code 1000 unless told otherwise); resolves when the socket is closed. */
   stop(code: number = CLOSE.normal, reason = "agent stopping"): Promise<LinkEnd> {
-    if (this.#stopping || this.#ended) return this.done;
-    this.#stopping = true;
-    if (this.#reconnect) this.#clock.clearTimeout(this.#reconnect);
-    const conn = this.#conn;
-    if (!conn) this.#end({ kind: "stopped" });
-    else if (conn.ws.readyState === WebSocket.CONNECTING) conn.ws.terminate();
-    else {
-      conn.ws.close(code, reason);
-      // A peer that never answers the close must not hold the agent up.
-      this.#closeGrace = this.#clock.setTimeout(() => conn.ws.terminate(), 2_000);
-    }
-    return this.done;
-  }
-
-  #connect(): void {
-    this.#reconnect = null;
-    const { url, token } = this.options;
-    this.#log.info(`connecting to ${url}`);
-    const ws = new WebSocket(url, {
-      headers: { Authorization: `Bearer ${token}` },
-      maxPayload: MAX_FRAME_BYTES,
-      handshakeTimeout: this.options.handshakeTimeoutMs ?? 30_000,
-    });
-    const conn: Connection = { ws, unanswered: 0, heartbeat: null, stable: null, welcomed: false, fatal: null, refused: false };
-    this.#conn = conn;
-    ws.on("open", () => this.#onOpen(conn));
-    ws.on("message", (data, isBinary) => this.#onMessage(conn, rawText(data), isBinary));
-    ws.on("unexpected-response", (_req, res) => this.#onRefused(conn, res));
-    ws.on("error", (err) => {
-      if (!conn.refused) this.#log.warn(`link error: ${err.message}`);
-    });
-    ws.on("close", (code, reason) => this.#onClose(conn, code, reason.toString("utf8")));
+    return this.#dialer.stop(code, reason);
   }
 
   #onOpen(conn: Connection): void {
     this.#log.info(`connected; sending hello (ack ${this.#recv})`);
     this.#transmit(conn, encode({ ...this.#hello(), resume: this.#outbox.resumeFrom }));
-    this.#armHeartbeat(conn);
-  }
-
-  #armHeartbeat(conn: Connection): void {
-    if (conn.heartbeat) this.#clock.clearTimeout(conn.heartbeat);
-    conn.heartbeat = this.#clock.setTimeout(() => {
-      conn.heartbeat = null;
-      if (conn.ws.readyState !== WebSocket.OPEN) return;
-      if (conn.unanswered >= MISSED_PINGS) {
-        this.#log.warn(`no pong for ${MISSED_PINGS} heartbeats; the link is half-open, reconnecting`);
-        conn.ws.terminate();
-        return;
-      }
-      conn.unanswered++;
-      conn.ws.send(HEARTBEAT_PING);
-      this.#armHeartbeat(conn);
-    }, this.#heartbeatMs);
   }
 
   #onMessage(conn: Connection, text: string, isBinary: boolean): void {
-    // Anything from the edge proves the link is alive, not only a pong.
-    conn.unanswered = 0;
-    if (!isBinary && text === HEARTBEAT_PONG) return;
     const parsed = isBinary ? { ok: false as const, error: "binary frames are not part of the protocol" } : parseEdgeFrame(text);
     if (!parsed.ok) {
       this.#log.warn(`unparsable frame from the edge: ${parsed.error.slice(0, 200)}`);
@@ -326,63 +242,15 @@ export class Link {
     this.#flush();
     // The agent re-grants credit for its uploads: grants are not resent, one may have been lost.
     this.#deliver(welcome);
-    this.#heartbeatMs = welcome.heartbeatMs;
-    this.#armHeartbeat(conn);
-    if (conn.stable) this.#clock.clearTimeout(conn.stable);
-    conn.stable = this.#clock.setTimeout(() => {
-      conn.stable = null;
-      this.#attempt = 0;
-    }, this.options.stableMs ?? DEFAULT_STABLE_MS);
+    this.#dialer.welcomed(conn, welcome.heartbeatMs);
   }
 
-  #onRefused(conn: Connection, res: IncomingMessage): void {
-    conn.refused = true;
-    const status = res.statusCode ?? 0;
-    const fatal = FATAL_STATUSES.has(status);
-    let body = "";
-    const done = () => {
-      const detail = problemDetail(body) ?? res.statusMessage ?? "";
-      const reason = `the control plane refused the connection: HTTP ${status}${detail ? ` ${detail}` : ""}`;
-      if (fatal) conn.fatal = { kind: "fatal", status, reason };
-      else this.#log.warn(reason);
-      conn.ws.terminate();
-    };
-    res.setEncoding("utf8");
-    res.on("data", (piece: string) => {
-      if (body.length < 16_384) body += piece;
-    });
-    res.once("end", done);
-    res.once("error", done);
-  }
-
-  #onClose(conn: Connection, code: number, reason: string): void {
-    if (this.#conn !== conn) return;
-    this.#conn = null;
-    if (conn.heartbeat) this.#clock.clearTimeout(conn.heartbeat);
-    if (conn.stable) this.#clock.clearTimeout(conn.stable);
+  /** The link is over: producers waiting for room or credit fail. */
+  #ended(): void {
     if (this.#ackTimer) this.#clock.clearTimeout(this.#ackTimer);
-    this.#ackTimer = null;
-    if (this.#stopping) return this.#end({ kind: "stopped" });
-    if (conn.fatal) return this.#end(conn.fatal);
-    if (FATAL_CLOSE_CODES.has(code)) return this.#end({ kind: "fatal", code, reason: `the control plane closed the link: ${code} ${reason}`.trim() });
-    const delay = Math.round(backoffDelay(this.#attempt, this.options.backoff));
-    this.#attempt++;
-    if (!conn.refused) this.#log.info(`disconnected (${code}${reason ? ` ${reason}` : ""}); reconnecting in ${delay} ms`);
-    else this.#log.info(`reconnecting in ${delay} ms`);
-    this.#reconnect = this.#clock.setTimeout(() => this.#connect(), delay);
-  }
-
-  #end(end: LinkEnd): void {
-    if (this.#ended) return;
-    this.#ended = true;
-    if (this.#closeGrace) this.#clock.clearTimeout(this.#closeGrace);
-    if (this.#ackTimer) this.#clock.clearTimeout(this.#ackTimer);
-    if (end.kind === "fatal" && end.code === CLOSE.stopped) this.#log.info(end.reason);
-    else if (end.kind === "fatal") this.#log.error(end.reason);
     const closed = new AgentError("agent_error", "the link to the control plane is closed");
     this.#outbox.close(closed);
     this.#credit.endAll(closed);
-    this.#finish(end);
   }
 
   #hello(): Hello {
@@ -391,13 +259,11 @@ export class Link {
   }
 
   #assertOpen(): void {
-    if (this.#stopping || this.#ended) throw new AgentError("agent_error", "the link to the control plane is closed");
+    if (this.#dialer.closed) throw new AgentError("agent_error", "the link to the control plane is closed");
   }
 
-  /** The connection, when frames may flow on it. */
   #ready(): Connection | null {
-    const conn = this.#conn;
-    return conn && conn.welcomed && conn.ws.readyState === WebSocket.OPEN ? conn : null;
+    return this.#dialer.ready();
   }
 
   /** Writes every outbox entry the current connection has not had yet. */
@@ -424,7 +290,7 @@ export class Link {
     if (this.#ackOwed >= ACK_EVERY_FRAMES) return this.#sendAck();
     this.#ackTimer ??= this.#clock.setTimeout(() => {
       this.#ackTimer = null;
-      if (this.#conn === conn) this.#sendAck();
+      if (this.#dialer.current === conn) this.#sendAck();
     }, ACK_DELAY_MS);
   }
 
@@ -451,22 +317,4 @@ function encode(frame: AgentFrame): string {
   const bytes = Buffer.byteLength(text) + SEQ_ACK_ROOM;
   if (bytes > MAX_FRAME_BYTES) throw new AgentError("payload_too_large", `a ${frame.kind} frame of ${bytes} bytes exceeds ${MAX_FRAME_BYTES}`);
   return text;
-}
-
-function rawText(data: WebSocket.RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString("utf8");
-  if (Array.isArray(data)) return Buffer.concat(data).toString("utf8");
-  return Buffer.from(data).toString("utf8");
-}
-
-/** The `detail` of a problem+json body, if the body is one. */
-function problemDetail(body: string): string | null {
-  try {
-    const parsed: unknown = JSON.parse(body);
-    if (typeof parsed === "object" && parsed !== null && "detail" in parsed && typeof parsed.detail === "string") return parsed.detail;
-  } catch {
-    // not JSON
-  }
-  const text = body.trim();
-  return text ? text.slice(0, 200) : null;
 }

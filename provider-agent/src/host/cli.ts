@@ -2,8 +2,8 @@
 import { mkdirSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { CLOSE } from "@outpost/protocol";
+import { COMMON_FLAGS, logLevel, parseFlags, positiveInteger, usageError } from "../cli-flags.js";
 import { realClock } from "../clock.js";
 import { hostClaims, socketUrl } from "../endpoint.js";
 import { DEFAULT_HEARTBEAT_MS } from "../link.js";
@@ -57,11 +57,17 @@ Options:
 Prefer OUTPOST_HOST_TOKEN over --token: command lines are visible to other processes. The host token
 never reaches an environment: each agent gets only its own environment's token, in its environment.
 
-Built-in providers:
+Built-in providers (README: "The provider host" has each one's config):
   local      a directory per environment, <root>/<environment id>; config: root
   worktree   a git worktree per environment of a repository on this machine, on branch
              <branchPrefix><environment id>; config: repository (required), baseRef (HEAD),
              branchPrefix (outpost/), root
+  sandbox    like local, with the agent inside bubblewrap (the workspace its only writable mount);
+             config: root, bwrap
+  docker     a container per environment through the Docker Engine API; config: image, socket, root
+  e2b, daytona, cloudflare-containers
+             a cloud sandbox or container per environment (category cloud); config: the service's
+             URL and key (cloudflare-containers: companionUrl, companionToken of its companion Worker)
 
 Environments outlive the host: agents run in their own process groups, so stopping or restarting the
 host leaves them running, and the restarted host reports them again from its state file. Tearing an
@@ -80,10 +86,7 @@ Exit codes:
      replaced by another host with the same name); retrying with the same token will not help
 `;
 
-function fail(message: string): number {
-  process.stderr.write(`outpost-agent host: ${message}\nRun 'outpost-agent host --help' for usage.\n`);
-  return HOST_EXIT.usage;
-}
+const fail = usageError("outpost-agent host", HOST_EXIT.usage);
 
 const list = (value: string | undefined) =>
   (value ?? "")
@@ -92,29 +95,17 @@ const list = (value: string | undefined) =>
     .filter((s) => s.length > 0);
 
 export async function hostMain(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        url: { type: "string" },
-        token: { type: "string" },
-        providers: { type: "string" },
-        "provider-dir": { type: "string", multiple: true },
-        capabilities: { type: "string" },
-        "max-environments": { type: "string" },
-        root: { type: "string" },
-        "state-file": { type: "string" },
-        "heartbeat-ms": { type: "string" },
-        "log-level": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (err) {
-    return fail(err instanceof Error ? err.message : String(err));
-  }
+  const parsed = parseFlags(argv, {
+    ...COMMON_FLAGS,
+    providers: { type: "string" },
+    "provider-dir": { type: "string", multiple: true },
+    capabilities: { type: "string" },
+    "max-environments": { type: "string" },
+    root: { type: "string" },
+    "state-file": { type: "string" },
+  });
+  if (!parsed.ok) return fail(parsed.error);
+  const { values } = parsed;
   if (values.help) {
     process.stdout.write(USAGE);
     return HOST_EXIT.ok;
@@ -127,12 +118,12 @@ export async function hostMain(argv: string[], env: NodeJS.ProcessEnv): Promise<
   if (!claims) return fail("the host token is malformed (expected a JWT with audience outpost:host whose payload has sub=<host name> and org)");
   const target = socketUrl(url, "/v1/hosts/connect");
   if (!target.ok) return fail(target.error);
-  const level = values["log-level"] ?? "info";
-  if (level !== "info" && level !== "debug") return fail("--log-level must be info or debug");
-  const heartbeatMs = Number(values["heartbeat-ms"] ?? DEFAULT_HEARTBEAT_MS);
-  if (!Number.isInteger(heartbeatMs) || heartbeatMs <= 0) return fail("--heartbeat-ms must be a positive whole number of milliseconds");
-  const maxEnvironments = Number(values["max-environments"] ?? env.OUTPOST_MAX_ENVIRONMENTS ?? DEFAULT_MAX_ENVIRONMENTS);
-  if (!Number.isInteger(maxEnvironments) || maxEnvironments <= 0) return fail("--max-environments must be a positive whole number");
+  const level = logLevel(values["log-level"]);
+  if (level === null) return fail("--log-level must be info or debug");
+  const heartbeatMs = positiveInteger(values["heartbeat-ms"], DEFAULT_HEARTBEAT_MS);
+  if (heartbeatMs === null) return fail("--heartbeat-ms must be a positive whole number of milliseconds");
+  const maxEnvironments = positiveInteger(values["max-environments"] ?? env.OUTPOST_MAX_ENVIRONMENTS, DEFAULT_MAX_ENVIRONMENTS);
+  if (maxEnvironments === null) return fail("--max-environments must be a positive whole number");
   const capabilities = list(values.capabilities ?? env.OUTPOST_CAPABILITIES);
   const badCapability = capabilities.find((c) => !CAPABILITY.test(c));
   if (badCapability !== undefined) return fail(`capability '${badCapability}' must be lowercase letters, digits or '-' (at most 32)`);

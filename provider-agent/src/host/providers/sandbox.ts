@@ -10,13 +10,12 @@
  * group and stopping the group stops it, and when the sandbox's pid 1 exits the kernel kills every
  * process left in its pid namespace.
  */
-import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ProviderManifest } from "@outpost/protocol";
 import { AgentProcess, defaultAgentCommand } from "../agent-process.js";
-import { absolutePath, HostError, Provider, type EnvironmentContext, type Notes, type Recovered, type ResourceContext, type ResourceHealth } from "../provider.js";
-import { isDirectory } from "./local.js";
+import { HostError, type AgentLauncher, type EnvironmentContext } from "../provider.js";
+import { DirectoryProvider } from "./local.js";
 
 /** The namespaces: everything bwrap can unshare, except the network. */
 const NAMESPACES = ["--unshare-all", "--share-net"];
@@ -49,7 +48,9 @@ export function pathsUnderTmp(command: readonly string[], cwd: string): string[]
   return unique.filter((p) => !unique.some((q) => q !== p && p.startsWith(`${q}/`)));
 }
 
-export class SandboxProvider extends Provider {
+export class SandboxProvider extends DirectoryProvider {
+  protected readonly agentName = "sandboxed agent";
+
   /** `agentCommand`: how to run the agent CLI; by default the same as the host's (this very bundle). */
   constructor(
     manifest: ProviderManifest,
@@ -58,46 +59,9 @@ export class SandboxProvider extends Provider {
     super(manifest);
   }
 
-  override async create(env: EnvironmentContext): Promise<string> {
-    const bwrap = await usableBwrap(env);
-    const dir = path.join(absolutePath("root", env.config.root) ?? env.root, env.environmentId);
-    const existed = await isDirectory(dir);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    try {
-      await this.#agent(env, bwrap, dir).start({ workspace: dir, resourceId: dir });
-    } catch (err) {
-      if (!existed) await rm(dir, { recursive: true, force: true });
-      throw err;
-    }
-    return dir;
-  }
-
-  override async recover(env: EnvironmentContext, resource: { resourceId: string; notes: Notes }): Promise<Recovered> {
-    const dir = resource.resourceId;
-    if (!(await isDirectory(dir))) return { resourceId: dir, recovered: false };
-    const bwrap = await usableBwrap(env);
-    const { started } = await this.#agent(env, bwrap, dir).ensure({ workspace: dir, resourceId: dir });
-    env.log.info(`environment ${env.environmentId}: ${started ? "sandboxed agent restarted" : "sandboxed agent still running"} in ${dir}`);
-    return { resourceId: dir, recovered: true };
-  }
-
-  override async health(resource: ResourceContext): Promise<ResourceHealth> {
-    if (!(await isDirectory(resource.resourceId))) return { state: "gone" };
-    // The pid file is shared with the host's own helper: bwrap's command line names the workspace.
-    const pid = await resource.agent.running();
-    return pid === null ? { state: "stopped", detail: "no sandbox process" } : { state: "running", detail: `bwrap pid ${pid}` };
-  }
-
-  override async teardown(resource: ResourceContext): Promise<boolean> {
-    const dir = resource.resourceId;
-    const existed = await isDirectory(dir);
-    await resource.killProcessesIn(dir);
-    await rm(dir, { recursive: true, force: true });
-    return existed;
-  }
-
   /** The agent helper with bwrap in front of the agent's command; same runtime directory (pid, log, state) as the host's. */
-  #agent(env: EnvironmentContext, bwrap: string, workspace: string): AgentProcess {
+  protected async agentFor(env: EnvironmentContext, workspace: string): Promise<AgentLauncher> {
+    const bwrap = await usableBwrap(env);
     const command = this.options.agentCommand ?? defaultAgentCommand();
     return new AgentProcess({
       runtimeDir: env.runtimeDir,
