@@ -13,7 +13,7 @@ import type { Role } from "@outpost/protocol";
 import { AGENT_BUNDLE, spawnAgent, type AgentOptions, type AgentProcess } from "../../scripts/lib/agent-process.js";
 import { OutpostClient } from "../../scripts/lib/api.js";
 import { startControlPlane, type ControlPlane } from "../../scripts/lib/control-plane.js";
-import { freePort, portFree } from "../../scripts/lib/ports.js";
+import { freePort, portFree, waitPortFree } from "../../scripts/lib/ports.js";
 import type { Exit, ProcessGroup } from "../../scripts/lib/process-group.js";
 import { signUserToken } from "../../scripts/lib/tokens.js";
 import { waitFor } from "../../scripts/lib/wait.js";
@@ -33,8 +33,11 @@ export interface Harness {
   workspace(): Promise<{ parent: string; workspace: string }>;
   /** An agent process (by default dialing the control plane directly), stopped by close() if the test does not stop it. */
   agent(o: Omit<AgentOptions, "url"> & { url?: string }): AgentProcess;
-  /** Stops the control plane (agents keep running) and starts it again on the same port and state. */
-  restart(): Promise<void>;
+  /**
+   * Stops the control plane (agents keep running) and starts it again on the same port and state;
+   * with `crash`, SIGKILL instead of a clean stop (what a machine failure leaves behind).
+   */
+  restart(o?: { crash?: boolean }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -79,8 +82,12 @@ export async function startHarness(): Promise<Harness> {
       agents.push(agent);
       return agent;
     },
-    async restart() {
-      await cp.stop();
+    async restart(o = {}) {
+      if (o.crash) {
+        cp.kill();
+        await cp.exited;
+        if (!(await waitPortFree(port, 10_000))) throw new Error(`port ${port} still in use after the crash`);
+      } else await cp.stop();
       cp = await startControlPlane({ port, persistTo, secret, migrate: false, readyTimeoutMs: 45_000 });
     },
     async close() {

@@ -1,0 +1,309 @@
+/**
+ * Faults under real agents and the real Worker: agents killed with SIGKILL in the middle of an exec
+ * and of a run, the control plane killed and restarted over its persisted state mid-stream, the
+ * agent's TCP link delayed, blackholed and cut, a full disk in the workspace, and a watcher that
+ * never reads. Each test asserts the documented outcome and counts what was lost (by sequence).
+ */
+import { execFileSync } from "node:child_process";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EnvironmentEvent } from "@outpost/protocol";
+import { startTcpProxy, type TcpProxy } from "../../scripts/lib/tcp-proxy.js";
+import { sleep } from "../../scripts/lib/wait.js";
+import { exitWithin, startHarness, unlessExited, waitFor, type Harness } from "../e2e/helpers.js";
+import { Figures, FULL } from "./lib/figures.js";
+import { LineReader, numbered } from "./lib/lines.js";
+import { openSocket, type RawSocket } from "./lib/socket.js";
+import { limitedDisk, type LimitedDisk } from "./lib/small-disk.js";
+
+const figures = new Figures("faults");
+let h: Harness;
+let proxy: TcpProxy;
+beforeAll(async () => {
+  h = await startHarness();
+  proxy = await startTcpProxy(h.port);
+});
+afterAll(async () => {
+  figures.write();
+  await proxy?.close();
+  await h?.close();
+});
+
+const FAST = { heartbeatMs: 400, idleCheckMs: 1000, graceMs: 60_000 };
+
+async function environment(name: string, o: { lifecycle?: Record<string, unknown>; viaProxy?: boolean; workspace?: string } = {}) {
+  const created = await h.admin.createEnvironment({ name, provider: "local", lifecycle: { ...FAST, ...o.lifecycle } });
+  const id = created.environment.id;
+  const workspace = o.workspace ?? (await h.workspace()).workspace;
+  const stateFile = join(h.dir, `${name}.state.json`);
+  const url = o.viaProxy ? `http://127.0.0.1:${proxy.port}` : undefined;
+  const start = () => h.agent({ token: created.agentToken, workspace, ...(url ? { url } : {}), extraArgs: ["--state-file", stateFile] });
+  const agent = start();
+  await h.admin.waitForEnvironment(id, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
+  return { id, agent, workspace, start };
+}
+
+async function allEvents(id: string): Promise<EnvironmentEvent[]> {
+  const out: EnvironmentEvent[] = [];
+  for (let after = 0; ; ) {
+    const page = (await (await h.admin.request("GET", `/v1/environments/${id}/events?after=${after}&limit=1000`)).json()) as { events: EnvironmentEvent[]; next: number };
+    out.push(...page.events);
+    if (page.events.length < 1000) return out;
+    after = page.next;
+  }
+}
+
+async function run(runId: string): Promise<{ state: string; exitCode: number | null; error?: string | null }> {
+  return ((await (await h.admin.request("GET", `/v1/runs/${runId}`)).json()) as { run: { state: string; exitCode: number | null; error?: string | null } }).run;
+}
+
+async function startRun(id: string, script: string): Promise<string> {
+  const res = await h.admin.request("POST", `/v1/environments/${id}/runs`, { json: { agent: { command: ["sh", "-c", script] } } });
+  expect(res.status, await res.clone().text()).toBe(201);
+  return ((await res.json()) as { run: { id: string } }).run.id;
+}
+
+function runText(events: EnvironmentEvent[], runId: string): string {
+  return events.filter((e) => e.type === "run.output" && e.data.runId === runId).map((e) => e.data.text as string).join("");
+}
+
+/** Kills whatever still runs a command line containing `marker` (processes an agent killed with SIGKILL leaves behind). */
+function killMarked(marker: string): number {
+  let pids: string[] = [];
+  try {
+    pids = execFileSync("pgrep", ["-f", marker], { encoding: "utf8" }).trim().split("\n").filter(Boolean);
+  } catch {
+    return 0; // none
+  }
+  for (const p of pids) {
+    try {
+      process.kill(Number(p), "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+  return pids.length;
+}
+
+describe("an agent killed with SIGKILL", () => {
+  it("mid-exec: the exec ends with a clean error when another agent process takes over, or by its timeout when none does", async () => {
+    const e = await environment("kill-exec");
+    const marker = `${Math.floor(Math.random() * 1e6) + 1000}.25`;
+    const res = await h.admin.request("POST", `/v1/environments/${e.id}/exec`, {
+      json: { command: ["sh", "-c", `echo started; sleep ${marker}`], timeoutMs: 60_000 },
+      headers: { accept: "application/x-ndjson" },
+      timeoutMs: 90_000,
+    });
+    const stream = new LineReader(res);
+    await stream.until(() => stream.stdout().includes("started"));
+    e.agent.kill();
+    await exitWithin(e.agent);
+    const again = e.start();
+    const lines = await stream.rest(60_000);
+    expect(lines.at(-1)).toMatchObject({ type: "error", code: "agent_error" });
+    await h.admin.waitForEnvironment(e.id, (x) => x.state === "running" && x.connected, { timeoutMs: 30_000, failIf: unlessExited(again) });
+    expect((await h.admin.exec(e.id, { command: ["echo", "after"] })).stdout).toBe("after\n");
+    const orphans = killMarked(`sleep ${marker}`);
+
+    // No agent comes back: a plain exec ends by its own timeout (504) or when the environment gives up (409).
+    const lonely = await environment("kill-exec-lonely", { lifecycle: { graceMs: 2_000, restart: { policy: "never" } } });
+    const pending = h.admin.request("POST", `/v1/environments/${lonely.id}/exec`, { json: { command: ["sleep", "20"], timeoutMs: 5_000 }, timeoutMs: 60_000 });
+    await sleep(500);
+    lonely.agent.kill();
+    const answer = await pending;
+    expect([409, 504]).toContain(answer.status);
+    expect(answer.headers.get("content-type")).toMatch(/problem\+json/);
+    const state = (await h.admin.waitForEnvironment(lonely.id, (x) => x.state === "unconnectable", { timeoutMs: 30_000 })).state;
+    figures.add({ section: "faults", name: "agent SIGKILLed mid-exec (then another process takes over / none does)", faults: 2, cases: 2, lost: 0, outcomes: { [`stream: error ${(lines.at(-1) as { code?: string }).code}`]: 1, [`plain exec: ${answer.status}`]: 1, [`environment: ${state}`]: 1 }, measured: { "orphaned commands left by SIGKILL": orphans } });
+  });
+
+  it("mid-run: the run is marked lost, the output it sent arrived once each and in order", async () => {
+    const kills = FULL ? 3 : 1;
+    let lostRuns = 0;
+    let missingOrDup = 0;
+    let linesSeen = 0;
+    const e = await environment("kill-run");
+    let agent = e.agent;
+    for (let k = 0; k < kills; k++) {
+      const runId = await startRun(e.id, `for i in $(seq 1 400); do echo k${k}-$i; sleep 0.02; done`);
+      await waitFor(async () => runText(await allEvents(e.id), runId).includes(`k${k}-20\n`), { timeoutMs: 30_000, what: "20 lines of the run" });
+      agent.kill();
+      await exitWithin(agent);
+      agent = e.start();
+      const final = await waitFor(async () => {
+        const r = await run(runId);
+        return ["succeeded", "failed", "lost", "cancelled"].includes(r.state) ? r : null;
+      }, { timeoutMs: 30_000, what: "the run to be settled", failIf: unlessExited(agent) });
+      expect(final.state).toBe("lost");
+      lostRuns++;
+      const text = runText(await allEvents(e.id), runId);
+      const n = numbered(text, `k${k}`, 400);
+      // What arrived is a prefix of 1..400 with no duplicate: the tail died with the agent.
+      expect(n.duplicated).toBe(0);
+      expect(n.outOfOrder).toBe(0);
+      expect(n.got).toBeGreaterThanOrEqual(20);
+      expect(n.missing).toBe(400 - n.got);
+      missingOrDup += n.duplicated + n.outOfOrder;
+      linesSeen += n.got;
+      killMarked(`seq 1 400`);
+    }
+    await h.admin.waitForEnvironment(e.id, (x) => x.state === "running" && x.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
+    figures.add({ section: "faults", name: "agent SIGKILLed mid-run, a new agent process started", faults: kills, cases: kills, lost: missingOrDup, outcomes: { "run lost": lostRuns }, measured: { "run lines delivered before the kill (prefix, no gap, no duplicate)": linesSeen } });
+  });
+});
+
+describe("the control plane killed with SIGKILL and restarted over its persisted state", () => {
+  it("mid-stream: run output and the event stream lose nothing and repeat nothing (checked by sequence)", async () => {
+    const e = await environment("cp-crash");
+    const total = FULL ? 600 : 250;
+    const crashes = FULL ? 3 : 1;
+    const runId = await startRun(e.id, `for i in $(seq 1 ${total}); do echo line-$i; sleep 0.03; done`);
+    const url = `${h.cp.url}/v1/environments/${e.id}/events/stream`;
+    const seen: EnvironmentEvent[] = [];
+    const watch = async (after: number): Promise<RawSocket> => {
+      const s = await openSocket(`${url}?after=${after}`, h.admin.token);
+      s.ws.on("message", (d) => void seen.push((JSON.parse(d.toString()) as { event: EnvironmentEvent }).event));
+      return s;
+    };
+    let watcher = await watch(0);
+    for (let c = 0; c < crashes; c++) {
+      const before = seen.length;
+      await waitFor(() => seen.length > before + 20, { timeoutMs: 30_000, what: "more run output to stream", failIf: unlessExited(e.agent) });
+      await h.restart({ crash: true });
+      await watcher.closed;
+      watcher = await watch(seen.at(-1)?.seq ?? 0);
+    }
+    const final = await waitFor(async () => {
+      const r = await run(runId);
+      return ["succeeded", "failed", "lost", "cancelled"].includes(r.state) ? r : null;
+    }, { timeoutMs: 90_000, what: "the run to finish", failIf: unlessExited(e.agent) });
+    expect(final).toMatchObject({ state: "succeeded", exitCode: 0 });
+    const events = await allEvents(e.id);
+    await waitFor(() => (seen.at(-1)?.seq ?? 0) >= (events.at(-1)?.seq ?? 0), { timeoutMs: 15_000, what: "the watcher to catch up" });
+    watcher.ws.close();
+    // The log: every line once, in order; seqs strictly increasing with no duplicate.
+    const n = numbered(runText(events, runId), "line", total);
+    expect(n).toMatchObject({ missing: 0, duplicated: 0, outOfOrder: 0 });
+    const seqs = events.map((x) => x.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(new Set(seqs).size).toBe(seqs.length);
+    // The watcher, across reconnects with its cursor: exactly the log (no gap, no duplicate).
+    const watched = seen.map((x) => x.seq);
+    const fromLog = events.filter((x) => x.seq >= (watched[0] ?? 0)).map((x) => x.seq);
+    expect(watched).toEqual(fromLog);
+    expect(e.agent.exit).toBeNull();
+    figures.add({
+      section: "faults",
+      name: "control plane SIGKILLed and restarted mid-run, watcher resuming by cursor",
+      faults: crashes,
+      cases: total,
+      lost: n.missing + n.duplicated + n.outOfOrder + (watched.length - new Set(watched).size),
+      measured: { "run lines": total, "events watched": watched.length },
+    });
+  });
+});
+
+describe("the agent's TCP link delayed, blackholed and cut", () => {
+  it("a streamed exec delivers every line once and in order through all of them", async () => {
+    const e = await environment("link-chaos", { viaProxy: true });
+    const total = FULL ? 20_000 : 5_000;
+    const script = `let i=0;const t=setInterval(()=>{for(let k=0;k<20;k++){if(++i>${total}){clearInterval(t);return;}process.stdout.write('n-'+i+'\\n')}},2)`;
+    const res = await h.admin.request("POST", `/v1/environments/${e.id}/exec`, {
+      json: { command: [process.execPath, "-e", script], timeoutMs: 240_000 },
+      headers: { accept: "application/x-ndjson" },
+      timeoutMs: 300_000,
+    });
+    const stream = new LineReader(res);
+    const reading = stream.rest(280_000);
+    let faults = 0;
+    const rounds = FULL ? 4 : 1;
+    for (let r = 0; r < rounds && !stream.done; r++) {
+      proxy.delay(150);
+      await sleep(800);
+      proxy.delay(0);
+      proxy.blackhole(true);
+      await sleep(1_500);
+      proxy.blackhole(false);
+      proxy.cut();
+      await sleep(400);
+      proxy.cut();
+      faults += 4;
+    }
+    const lines = await reading;
+    expect(lines.at(-1)).toMatchObject({ type: "exit", exitCode: 0 });
+    const n = numbered(stream.stdout(), "n", total);
+    expect(n).toMatchObject({ missing: 0, duplicated: 0, outOfOrder: 0 });
+    expect(e.agent.exit).toBeNull();
+    figures.add({ section: "faults", name: "TCP link delayed 150 ms, blackholed 1.5 s, cut twice, during a streamed exec", faults, cases: total, lost: n.missing + n.duplicated + n.outOfOrder, measured: { "proxy connections accepted": proxy.accepted } });
+  });
+});
+
+describe("a full disk in the workspace", () => {
+  let disk: LimitedDisk | null = null;
+  afterAll(async () => {
+    await disk?.release();
+  });
+
+  it("an upload that does not fit is refused clearly (507), leaves no half-written file, and the old file is intact", async () => {
+    disk = await limitedDisk(join(h.dir, "small-disk"), 2 * 1024 * 1024);
+    const e = await environment("full-disk", { workspace: disk.workspace });
+    await h.admin.writeFile(e.id, "kept.txt", "original\n");
+    const big = new Uint8Array(4 * 1024 * 1024).fill(7);
+    const cases: Array<[string, string]> = [
+      ["new.bin", "a new file"],
+      ["kept.txt", "over an existing file"],
+    ];
+    const outcomes: Record<string, number> = {};
+    for (const [path] of cases) {
+      const res = await h.admin.request("PUT", `/v1/environments/${e.id}/files?path=${path}`, { body: big, headers: { "content-type": "application/octet-stream" }, timeoutMs: 60_000 });
+      const text = await res.text();
+      outcomes[`${path}: ${res.status}`] = 1;
+      expect(res.status, text).toBe(507);
+      expect(res.headers.get("content-type")).toMatch(/problem\+json/);
+      expect((JSON.parse(text) as { code: string }).code).toBe("no_space");
+    }
+    // No temp file, no partial new.bin, the old kept.txt untouched.
+    const left = await readdir(disk.workspace);
+    expect(left.filter((f) => f.includes("outpost-tmp") || f === "new.bin")).toEqual([]);
+    expect(await readFile(join(disk.workspace, "kept.txt"), "utf8")).toBe("original\n");
+    // A command that fills the disk fails with its own error, and the disk is usable again afterwards.
+    const dd = await h.admin.exec(e.id, { command: ["sh", "-c", "head -c 8388608 /dev/zero > fill.bin; echo $?; rm -f fill.bin"] });
+    expect(dd.stdout.trim()).not.toBe("0");
+    await h.admin.writeFile(e.id, "small.txt", "fits\n");
+    expect((await h.admin.readFile(e.id, "small.txt")).toString()).toBe("fits\n");
+    figures.add({ section: "faults", name: `full disk in the workspace (${disk.how})`, faults: 3, cases: 4, lost: 0, outcomes });
+  });
+});
+
+describe("a watcher that never reads", () => {
+  it("does not stall other watchers or the object, and the object does not buffer for it without bound", async () => {
+    const e = await environment("slow-watcher");
+    const url = `${h.cp.url}/v1/environments/${e.id}/events/stream`;
+    const stuck = await openSocket(url, h.admin.token);
+    // Stop reading: the kernel's buffers fill, then the sender has to hold what it cannot send.
+    (stuck.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const healthy = await openSocket(url, h.admin.token);
+    const lines = FULL ? 4000 : 1500;
+    const pad = "x".repeat(1000);
+    const runId = await startRun(e.id, `i=0; while [ $i -lt ${lines} ]; do i=$((i+1)); echo "w-$i ${pad}"; done`);
+    const final = await waitFor(async () => {
+      const r = await run(runId);
+      return ["succeeded", "failed", "lost"].includes(r.state) ? r : null;
+    }, { timeoutMs: 120_000, what: "the run to finish" });
+    expect(final.state).toBe("succeeded");
+    const events = await allEvents(e.id);
+    const last = events.at(-1)!.seq;
+    await waitFor(() => healthy.frames.length > 0 && (JSON.parse(healthy.frames.at(-1)!) as { event: { seq: number } }).event.seq >= last, { timeoutMs: 60_000, what: "the healthy watcher to see every event" });
+    const healthySeqs = healthy.frames.map((f) => (JSON.parse(f) as { event: { seq: number } }).event.seq);
+    expect(healthySeqs).toEqual(events.map((x) => x.seq));
+    // The object answers promptly meanwhile.
+    const t0 = Date.now();
+    expect((await h.admin.exec(e.id, { command: ["true"] })).exitCode).toBe(0);
+    const execMs = Date.now() - t0;
+    const stuckClosed = stuck.close;
+    healthy.ws.close();
+    stuck.ws.terminate();
+    figures.add({ section: "faults", name: "a watcher that never reads beside a healthy one, during a run of ~1 KB lines", faults: 1, cases: lines, lost: 0, outcomes: { [`stuck watcher: ${stuckClosed ? `closed ${stuckClosed.code}` : "still open"}`]: 1 }, measured: { "events": events.length, "exec round trip afterwards (ms)": execMs } });
+  });
+});
