@@ -272,8 +272,16 @@ function issues(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.join(".") || "(frame)"}: ${i.message}`).join("; ");
 }
 
+/** Codes an external provider (which cannot import HostError) may put on the errors it throws. */
+const PROVIDER_ERROR_CODES = new Set(["bad_request", "unauthorized", "forbidden", "not_found", "conflict", "rate_limited", "timeout", "internal"]);
+
 export function toErrorInfo(err: unknown, signal?: AbortSignal): ErrorInfo {
   if (err instanceof HostError) return { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) };
+  const coded = err as { code?: unknown; details?: unknown } | null;
+  if (err instanceof Error && typeof coded?.code === "string" && PROVIDER_ERROR_CODES.has(coded.code)) {
+    const details = typeof coded.details === "object" && coded.details !== null ? { details: coded.details as Record<string, unknown> } : {};
+    return { code: coded.code, message: err.message, ...details };
+  }
   if (signal?.aborted) {
     const reason: unknown = signal.reason;
     return reason instanceof HostError ? { code: reason.code, message: reason.message } : { code: "timeout", message: "the request's deadline passed" };
