@@ -61,6 +61,6 @@ function outcomeOf(b: Branch): Record<string, unknown> {
   const end = b.end ?? { type: "error", code: "agent_error", message: "ended without a result" };
   const { type, target: _t, ...rest } = end;
   if (type === "exit") return { ok: end.exitCode === 0, ...rest, stdout: b.stdout, stderr: b.stderr, ...(b.truncated ? { truncated: true } : {}) };
-  if (type === "result") return { ok: true, ...rest };
+  if (type === "result") return { ok: true, result: end.value, route: end.route };
   return { ok: false, ...rest };
 }

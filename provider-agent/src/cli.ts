@@ -7,6 +7,8 @@ import { hostMain } from "./host/cli.js";
 import { COMMON_FLAGS, logLevel, parseFlags, positiveInteger, usageError } from "./cli-flags.js";
 import { realClock } from "./clock.js";
 import { connectEndpoint } from "./endpoint.js";
+import { execMain } from "./exec-cli.js";
+import { FORWARD_SECRET_ENV, FORWARD_URL_ENV, startForwardEndpoint } from "./forward-endpoint.js";
 import { Link, DEFAULT_HEARTBEAT_MS } from "./link.js";
 import { createLogger, type LogLevel } from "./log.js";
 import { DEFAULT_HEALTH_INTERVAL_MS, startHealthReports } from "./services/health.js";
@@ -26,6 +28,8 @@ dialing out to the Outpost control plane over a WebSocket.
 Usage:
   outpost-agent --url URL --token TOKEN --workspace DIR [options]
   outpost-agent host --url URL --token HOST_TOKEN [options]   a provider host; see 'outpost-agent host --help'
+  outpost-agent exec --target ENV -- COMMAND [ARG...]          from inside an environment: run a command in
+                                                               another one; see 'outpost-agent exec --help'
 
 Options:
   --url URL            control plane base URL (http, https, ws or wss)      env: OUTPOST_URL
@@ -49,6 +53,12 @@ Options:
   -v, --version        print the version
 
 Prefer OUTPOST_AGENT_TOKEN over --token: command lines are visible to other processes.
+
+Forwarding (execution chaining): the agent listens on 127.0.0.1 (a random port) for programs in the
+environment that forward work to other environments (outpost-agent exec, or POST /forward with the
+body of the control plane's forward API). Commands it runs find it in ${FORWARD_URL_ENV} and
+${FORWARD_SECRET_ENV}; other programs read <state file>.endpoint.json (mode 0600). The agent token
+stays in the agent.
 
 Nothing is lost when the link drops: replies and streamed output are kept until the control plane
 acknowledges them and are sent again after reconnecting. On SIGINT or SIGTERM the agent refuses new
@@ -129,11 +139,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   }
   // Commands the agent runs inherit its environment; its credential must not be part of it.
   delete process.env.OUTPOST_AGENT_TOKEN;
-  return run({ url: endpoint.url, environmentId: endpoint.environmentId, token, workspace, heartbeatMs, healthIntervalMs, level, stateFile, spoolDir, resourceId });
+  return run({ url: endpoint.url, controlUrl: url, environmentId: endpoint.environmentId, token, workspace, heartbeatMs, healthIntervalMs, level, stateFile, spoolDir, resourceId });
 }
 
 type Config = {
   url: string;
+  /** The control plane's base URL as given (the forward endpoint calls its HTTP API). */
+  controlUrl: string;
   environmentId: string;
   token: string;
   workspace: string;
@@ -162,6 +174,14 @@ async function run(config: Config): Promise<number> {
   } catch (err) {
     return fail(`cannot create a spool file in ${config.spoolDir}: ${errorText(err)}`);
   }
+  let forward;
+  try {
+    forward = await startForwardEndpoint({ controlUrl: config.controlUrl, environmentId: config.environmentId, token: config.token, log, endpointFile: `${config.stateFile}.endpoint.json` });
+  } catch (err) {
+    return fail(`cannot start the forward endpoint: ${errorText(err)}`);
+  }
+  process.env[FORWARD_URL_ENV] = forward.url;
+  process.env[FORWARD_SECRET_ENV] = forward.secret;
   log.info(`outpost-agent ${AGENT_VERSION} serving ${config.workspace} (state ${config.stateFile}: recv ${saved.recv}, last seq ${saved.lastSeq})`);
   let agent: Agent | null = null;
   const link = new Link({
@@ -217,6 +237,7 @@ async function run(config: Config): Promise<number> {
   // Whatever ended the link, no process the agent started may outlive it.
   health.stop();
   await within(Promise.all([theAgent.shutdown(), theAgent.idle()]), 2_000);
+  await within(forward.close(), 1_000);
   persist();
   if (end.kind === "stopped" || end.code === CLOSE.stopped) return EXIT.ok;
   return EXIT.rejected;
@@ -237,7 +258,7 @@ function within(work: Promise<unknown>, ms: number): Promise<void> {
 }
 
 const args = process.argv.slice(2);
-(args[0] === "host" ? hostMain(args.slice(1), process.env) : main(args, process.env)).then(
+(args[0] === "host" ? hostMain(args.slice(1), process.env) : args[0] === "exec" ? execMain(args.slice(1), process.env) : main(args, process.env)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`${new Date().toISOString()} error outpost-agent crashed: ${err instanceof Error ? err.message : String(err)}\n`);

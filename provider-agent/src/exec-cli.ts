@@ -1,0 +1,152 @@
+/**
+ * `outpost-agent exec`: from inside an environment, run a command in another one through the
+ * agent's local forward endpoint. Output streams to this process's stdout and stderr; the exit
+ * code is the remote command's. Ctrl-C (SIGINT) or SIGTERM cancels it at every hop.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { FORWARD_SECRET_ENV, FORWARD_URL_ENV } from "./forward-endpoint.js";
+
+/** Exit codes of `outpost-agent exec` besides the remote command's own. */
+export const EXEC_EXIT = { usage: 2, refused: 125 } as const;
+
+const USAGE = `outpost-agent exec: run a command in another environment, from inside this one.
+
+Usage:
+  outpost-agent exec [--target ENV | --route ENV,ENV,... | --targets ENV,ENV,...] [options] -- COMMAND [ARG...]
+
+Where it runs (an environment id or name, or capability:NAME for any environment that offers it):
+  --target ENV         one environment (its own rules may send the work further)
+  --route A,B,C        a linear chain: through A and B, run in C
+  --targets A,B,C      fan-out: run in each; output lines are prefixed with [ENV]
+  (none)               this environment's routing rules decide
+Options:
+  --type TYPE          the request type the rules match (default exec; e.g. inference:generate)
+  --cwd DIR            working directory, relative to the target's workspace
+  --timeout-ms MS      the command's deadline
+  --endpoint-file PATH the agent's endpoint file, when ${FORWARD_URL_ENV} and ${FORWARD_SECRET_ENV} are not set
+  -h, --help           print this help
+
+The target's gateway must accept work from this environment (PUT /v1/environments/{env}/gateway).
+Exit code: the command's (fan-out: 0 when every target exited 0, else 1); ${EXEC_EXIT.refused} when the
+request was refused or a hop failed (the message names the hop); ${EXEC_EXIT.usage} on bad usage.
+`;
+
+type Target = string | { capability: string };
+const target = (s: string): Target => (s.startsWith("capability:") ? { capability: s.slice("capability:".length) } : s);
+const list = (s: string) => s.split(",").map((x) => x.trim()).filter(Boolean).map(target);
+
+export async function execMain(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const dash = argv.indexOf("--");
+  const flags = dash >= 0 ? argv.slice(0, dash) : argv;
+  const command = dash >= 0 ? argv.slice(dash + 1) : [];
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: flags,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        target: { type: "string" },
+        route: { type: "string" },
+        targets: { type: "string" },
+        type: { type: "string" },
+        cwd: { type: "string" },
+        "timeout-ms": { type: "string" },
+        "endpoint-file": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (err) {
+    return usage(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (command.length === 0) return usage("give the command after --");
+  if ([values.target, values.route, values.targets].filter((v) => v !== undefined).length > 1) return usage("give at most one of --target, --route, --targets");
+  let endpoint = { url: env[FORWARD_URL_ENV], secret: env[FORWARD_SECRET_ENV] };
+  if (values["endpoint-file"]) {
+    try {
+      endpoint = JSON.parse(readFileSync(values["endpoint-file"], "utf8")) as typeof endpoint;
+    } catch (err) {
+      return usage(`cannot read ${values["endpoint-file"]}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  if (!endpoint.url || !endpoint.secret) return usage(`no forward endpoint: run inside an environment served by outpost-agent (${FORWARD_URL_ENV}, ${FORWARD_SECRET_ENV}) or pass --endpoint-file`);
+  const timeoutMs = values["timeout-ms"] !== undefined ? Number(values["timeout-ms"]) : undefined;
+  if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs <= 0)) return usage("--timeout-ms must be a positive whole number");
+  const body = {
+    exec: { command, ...(values.cwd ? { cwd: values.cwd } : {}), ...(timeoutMs ? { timeoutMs } : {}) },
+    ...(values.type ? { type: values.type } : {}),
+    ...(values.target ? { target: target(values.target) } : {}),
+    ...(values.route ? { route: list(values.route) } : {}),
+    ...(values.targets ? { targets: list(values.targets) } : {}),
+  };
+  const auth = { authorization: `Bearer ${endpoint.secret}` };
+  const res = await fetch(`${endpoint.url}/forward`, { method: "POST", headers: { ...auth, "content-type": "application/json", accept: "application/x-ndjson" }, body: JSON.stringify(body) });
+  if (!res.ok || !res.body) {
+    const problem = (await res.json().catch(() => ({}))) as { detail?: string };
+    process.stderr.write(`outpost-agent exec: ${problem.detail ?? `the forward endpoint answered ${res.status}`}\n`);
+    return EXEC_EXIT.refused;
+  }
+  let forwardId: string | null = null;
+  let cancelling = false;
+  const onSignal = () => {
+    if (cancelling || !forwardId) return;
+    cancelling = true;
+    void fetch(`${endpoint.url}/forward/${forwardId}/cancel`, { method: "POST", headers: auth }).catch(() => undefined);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  const fanOut = body.targets !== undefined;
+  let code: number = EXEC_EXIT.refused;
+  for await (const line of lines(res.body)) {
+    const tag = fanOut && typeof line.target === "string" ? `[${line.target}] ` : "";
+    switch (line.type) {
+      case "started":
+        forwardId = String(line.forwardId);
+        break;
+      case "stdout":
+      case "stderr":
+        (line.type === "stdout" ? process.stdout : process.stderr).write(tag ? prefixLines(tag, String(line.data)) : String(line.data));
+        break;
+      case "exit":
+        if (!fanOut) code = typeof line.exitCode === "number" ? line.exitCode : 128 + 15;
+        break;
+      case "error":
+        process.stderr.write(`outpost-agent exec: ${tag}${String(line.message)}${line.hop ? ` (hop: ${String(line.hop)})` : ""}\n`);
+        if (!fanOut) code = EXEC_EXIT.refused;
+        break;
+      case "done":
+        code = (line.results as Array<{ ok: boolean }>).every((r) => r.ok) ? 0 : 1;
+        break;
+    }
+  }
+  return code;
+}
+
+function usage(message: string): number {
+  process.stderr.write(`outpost-agent exec: ${message}\nRun 'outpost-agent exec --help' for usage.\n`);
+  return EXEC_EXIT.usage;
+}
+
+function prefixLines(tag: string, text: string): string {
+  return text.replace(/^(?=.)/gm, tag);
+}
+
+async function* lines(body: ReadableStream<Uint8Array>): AsyncGenerator<Record<string, unknown>> {
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for await (const part of body as unknown as AsyncIterable<Uint8Array>) {
+    buffered += decoder.decode(part, { stream: true });
+    let nl: number;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl).trim();
+      buffered = buffered.slice(nl + 1);
+      if (line) yield JSON.parse(line) as Record<string, unknown>;
+    }
+  }
+  if (buffered.trim()) yield JSON.parse(buffered) as Record<string, unknown>;
+}

@@ -1,0 +1,157 @@
+/**
+ * Execution chaining end to end: one control plane, five real agents (a, b, c, d, e), work
+ * forwarded between them by DO RPC in every topology the issue names, and from inside an
+ * environment through the agent's local endpoint (`outpost-agent exec`).
+ */
+import { realpathSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AGENT_BUNDLE } from "../../scripts/lib/agent-process.js";
+import { expectProblem, startHarness, unlessExited, waitFor, type Harness } from "./helpers.js";
+
+let h: Harness;
+const envs: Record<string, { id: string; workspace: string; stop: () => Promise<unknown> }> = {};
+const NAMES = ["a", "b", "c", "d", "e"];
+
+beforeAll(async () => {
+  h = await startHarness();
+  for (const name of NAMES) {
+    const created = await h.admin.createEnvironment({ name, provider: "local" });
+    const { workspace } = await h.workspace();
+    const agent = h.agent({ token: created.agentToken, workspace });
+    await h.admin.waitForEnvironment(name, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
+    envs[name] = { id: created.environment.id, workspace: realpathSync(workspace), stop: () => agent.stop("SIGTERM", 5_000) };
+    const gate = await h.admin.request("PUT", `/v1/environments/${name}/gateway`, { json: { accept: true, allowFrom: ["*"], capabilities: name === "d" ? ["gpu"] : [] } });
+    expect(gate.status).toBe(200);
+  }
+}, 180_000);
+afterAll(async () => {
+  await h?.close();
+});
+
+const forward = (from: string, body: unknown, ndjson = false) =>
+  h.admin.request("POST", `/v1/environments/${from}/forward`, { json: body, headers: ndjson ? { accept: "application/x-ndjson" } : {}, timeoutMs: 60_000 });
+const json = async (res: Response) => {
+  const text = await res.text();
+  expect(res.status, text).toBe(200);
+  return JSON.parse(text) as Record<string, unknown> & { results: Array<Record<string, unknown>> };
+};
+const routes = (name: string, rules: unknown[]) => h.admin.request("PUT", `/v1/environments/${name}/routes`, { json: { rules } });
+const PWD = ["pwd", "-P"];
+
+describe("execution chaining between real agents", () => {
+  it("a linear chain a → b → c → d returns d's output to a, in order", async () => {
+    const script = "for i in 1 2 3 4 5 6 7 8; do echo line $i; done; pwd -P; echo done >&2";
+    const res = await forward("a", { exec: { command: ["sh", "-c", script] }, route: ["b", "c", "d"] }, true);
+    expect(res.status).toBe(200);
+    const lines = (await res.text()).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]).toMatchObject({ type: "started" });
+    const stdout = lines.filter((l) => l.type === "stdout").map((l) => l.data).join("");
+    expect(stdout).toBe(`${[1, 2, 3, 4, 5, 6, 7, 8].map((i) => `line ${i}\n`).join("")}${envs.d!.workspace}\n`);
+    expect(lines.filter((l) => l.type === "stderr").map((l) => l.data).join("")).toBe("done\n");
+    expect(lines.at(-1)).toMatchObject({ type: "exit", exitCode: 0, route: ["a", "b", "c", "d"] });
+  });
+
+  it("fans out to three targets with a result and output per target", async () => {
+    const body = await json(await forward("a", { exec: { command: PWD }, targets: ["b", "c", "d"] }));
+    const byTarget = Object.fromEntries(body.results.map((r) => [r.target, r]));
+    for (const t of ["b", "c", "d"]) expect(byTarget[t]).toMatchObject({ ok: true, exitCode: 0, stdout: `${envs[t]!.workspace}\n`, route: ["a", t] });
+  });
+
+  it("a tree: a fans out to b and c, and b's own rules send the work on to d", async () => {
+    expect((await routes("b", [{ match: "tree", to: "d" }])).status).toBe(200);
+    const body = await json(await forward("a", { type: "tree", exec: { command: PWD }, targets: ["b", "c"] }));
+    const byTarget = Object.fromEntries(body.results.map((r) => [r.target, r]));
+    expect(byTarget.b).toMatchObject({ ok: true, stdout: `${envs.d!.workspace}\n`, route: ["a", "b", "d"] });
+    expect(byTarget.c).toMatchObject({ ok: true, stdout: `${envs.c!.workspace}\n`, route: ["a", "c"] });
+  });
+
+  it("a mesh a → b → c → a: the loop is refused with a clear error", async () => {
+    await routes("a", [{ match: "mesh", to: "b" }]);
+    await routes("b", [{ match: "mesh", to: "c" }]);
+    await routes("c", [{ match: "mesh", to: "a" }]);
+    const p = await expectProblem(await forward("a", { type: "mesh", exec: { command: ["true"] } }), 409, "loop_detected");
+    expect(p.detail).toBe("Loop refused: a → b → c → a comes back to environment 'a'.");
+    // Across the mesh the other way, work that does not loop goes through.
+    const ok = await json(await forward("c", { exec: { command: PWD }, route: ["b", "a"] }));
+    expect(ok).toMatchObject({ exitCode: 0, stdout: `${envs.a!.workspace}\n`, route: ["c", "b", "a"] });
+  });
+
+  it("a hub: spokes send jobs to b, which routes each by its action", async () => {
+    await routes("b", [{ match: "job:c", to: "c" }, { match: "job:d", to: "d" }]);
+    await routes("a", [{ match: "job", to: "b" }]);
+    // c is a spoke and a destination: its own jobs stay (the more specific rule wins).
+    await routes("c", [{ match: "job", to: "b" }, { match: "job:c", to: "local" }]);
+    expect(await json(await forward("a", { type: "job:d", exec: { command: PWD } }))).toMatchObject({ stdout: `${envs.d!.workspace}\n`, route: ["a", "b", "d"] });
+    expect(await json(await forward("a", { type: "job:c", exec: { command: PWD } }))).toMatchObject({ stdout: `${envs.c!.workspace}\n`, route: ["a", "b", "c"] });
+    expect(await json(await forward("c", { type: "job:d", exec: { command: PWD } }))).toMatchObject({ stdout: `${envs.d!.workspace}\n`, route: ["c", "b", "d"] });
+  });
+
+  it("routes by capability, and forwards file operations and runs", async () => {
+    expect(await json(await forward("a", { exec: { command: PWD }, target: { capability: "gpu" } }))).toMatchObject({ stdout: `${envs.d!.workspace}\n`, route: ["a", "d"] });
+    await routes("a", [{ match: "inference", to: { capability: "gpu" } }]);
+    expect(await json(await forward("a", { type: "inference:generate", exec: { command: PWD } }))).toMatchObject({ route: ["a", "d"] });
+    await expectProblem(await forward("a", { exec: { command: PWD }, target: { capability: "tpu" } }), 404, "not_found");
+    await h.admin.writeFile("c", "notes.txt", "chained");
+    expect(await json(await forward("a", { file: { op: "stat", params: { path: "notes.txt" } }, target: "c" }))).toMatchObject({ ok: true, result: { path: "notes.txt", size: 7 }, route: ["a", "c"] });
+    const run = await json(await forward("a", { run: { agent: { command: ["sh", "-c", "echo ran"] } }, route: ["b", "c"] }));
+    expect(run).toMatchObject({ ok: true, result: { environmentId: envs.c!.id }, route: ["a", "b", "c"] });
+  });
+
+  it("from inside a: outpost-agent exec reaches other environments through the agent's endpoint", async () => {
+    const inside = (args: string[]) => h.admin.exec("a", { command: [process.execPath, AGENT_BUNDLE, "exec", ...args], timeoutMs: 30_000 });
+    expect(await inside(["--route", "b,c", "--", "pwd", "-P"])).toMatchObject({ exitCode: 0, stdout: `${envs.c!.workspace}\n` });
+    expect(await inside(["--target", "d", "--", "sh", "-c", "echo out; echo err >&2; exit 3"])).toMatchObject({ exitCode: 3, stdout: "out\n", stderr: "err\n" });
+    const fan = await inside(["--targets", "b,d", "--", "echo", "hi"]);
+    expect(fan.exitCode).toBe(0);
+    expect(fan.stdout.split("\n").sort()).toEqual(["", "[b] hi", "[d] hi"]);
+    const refused = await inside(["--target", "a", "--", "true"]);
+    expect(refused).toMatchObject({ exitCode: 125 });
+    expect(refused.stderr).toMatch(/Loop refused/);
+  });
+
+  it("cancel at the origin kills the process at the leaf", async () => {
+    const res = await forward("a", { exec: { command: ["sh", "-c", "echo $$; exec sleep 300"] }, route: ["b", "c"] }, true);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    let forwardId = "";
+    let pid = 0;
+    while (!pid) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`stream ended early: ${text}`);
+      text += decoder.decode(value, { stream: true });
+      const complete = text.slice(0, text.lastIndexOf("\n") + 1);
+      for (const l of complete.split("\n").filter(Boolean).map((x) => JSON.parse(x) as Record<string, string>)) {
+        if (l.type === "started") forwardId = l.forwardId!;
+        if (l.type === "stdout") pid = Number(l.data!.trim());
+      }
+    }
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(alive()).toBe(true);
+    const cancelled = await h.admin.request("POST", `/v1/environments/a/forward/${forwardId}/cancel`);
+    expect(await cancelled.json()).toEqual({ cancelled: true, hops: 1 });
+    await waitFor(() => !alive(), { timeoutMs: 15_000, what: `leaf process ${pid} to end` });
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    expect(text.trim().split("\n").at(-1)).toContain('"cancelled":true');
+  });
+
+  it("a dead middle hop produces a clear error naming it", async () => {
+    await envs.e!.stop();
+    await h.admin.waitForEnvironment("e", (x) => !x.connected, { timeoutMs: 15_000 });
+    const p = await expectProblem(await forward("a", { exec: { command: ["true"] }, route: ["e", "d"] }), 409, "agent_not_connected");
+    expect(p.detail).toMatch(/^Hop 'e' cannot pass the request on: No agent is connected to environment 'e'/);
+    const inactive = await expectProblem(await forward("a", { exec: { command: ["true"] }, target: "nope" }), 404, "not_found");
+    expect(inactive.detail).toMatch(/'nope'/);
+  });
+});
