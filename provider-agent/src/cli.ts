@@ -40,7 +40,9 @@ Options:
   --state-file PATH    where the link's progress survives restarts (default
                        $XDG_STATE_HOME/outpost-agent/<environment id>.json, or
                        ~/.local/state/outpost-agent/<environment id>.json); must be
-                       outside the workspace                                env: OUTPOST_STATE_FILE
+                       outside the workspace; snapshots (the workspace's shadow git
+                       repository) live beside it in <state file>.snapshots/
+                                                                            env: OUTPOST_STATE_FILE
   --spool-dir DIR      spill unacknowledged frames beyond ${OUTBOX_DEFAULTS.maxBytes / MiB} MiB or ${OUTBOX_DEFAULTS.maxCount} frames to a
                        file in DIR instead of making producers wait while the link is down;
                        must be outside the workspace                        env: OUTPOST_SPOOL_DIR
