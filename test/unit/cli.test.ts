@@ -7,18 +7,21 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { agentToken, ENV_ID, tempDir, TestEdge } from "./helpers.js";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
-const cliSource = path.join(repo, "provider-agent/src/cli.ts");
+// The bundle `npm test` builds first (npm run build:agent): the artifact users run, and it starts in a
+// fraction of the time tsx needs to compile the sources, so concurrent cases stay quick on a busy machine.
+const cliBundle = path.join(repo, "provider-agent/dist/cli.js");
+if (!existsSync(cliBundle)) throw new Error(`${cliBundle} is missing: run npm run build:agent first`);
 
 type Outcome = { code: number | null; stdout: string; stderr: string };
 
-/** Runs the agent's CLI from source (through tsx), the way `node dist/cli.js` would run it. */
+/** Runs the agent's CLI the way `npx outpost-agent` does: node on the built bundle. */
 // The agent keeps a state file under XDG_STATE_HOME: a fresh one per run, never the real home's.
 const stateHome = mkdtempSync(path.join(tmpdir(), "outpost-unit-state-"));
 afterAll(() => rmSync(stateHome, { recursive: true, force: true }));
 
 function startCli(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Outcome> } {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OUTPOST_")));
-  const child = spawn(process.execPath, ["--import", "tsx", cliSource, ...args], {
+  const child = spawn(process.execPath, [cliBundle, ...args], {
     cwd: repo,
     env: { ...base, XDG_STATE_HOME: stateHome, ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -2,7 +2,7 @@ import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { Hello } from "@outpost/protocol";
 import { afterEach, describe, expect, it } from "vitest";
-import { helloFrame } from "../../provider-agent/src/agent.js";
+import { CAPABILITIES, helloFrame } from "../../provider-agent/src/agent.js";
 import { ManualClock, type Clock } from "../../provider-agent/src/clock.js";
 import { connectEndpoint } from "../../provider-agent/src/endpoint.js";
 import { Link, type LinkOptions } from "../../provider-agent/src/link.js";
@@ -68,7 +68,7 @@ describe("link", () => {
       v: 1,
       kind: "hello",
       protocol: "1.0",
-      capabilities: ["exec", "files", "runs", "diff", "stream"],
+      capabilities: CAPABILITIES,
       workspace: "/the/workspace",
       agent: { version: "9.9.9", platform: process.platform, arch: process.arch, node: process.version, pid: process.pid },
     });
