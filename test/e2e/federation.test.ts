@@ -1,0 +1,90 @@
+/**
+ * Federation: two control planes on two ports. Deployment one has environment `a` and `r`, whose
+ * provider is `remote`: it stands for environment `x` of deployment two, reached over HTTP with a
+ * token deployment two issued. Work forwarded from `a` to `r` runs in `x`, by a real agent.
+ */
+import { realpathSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectProblem, startHarness, unlessExited, waitFor, type Harness } from "./helpers.js";
+
+let one: Harness;
+let two: Harness;
+let xWorkspace = "";
+let remoteToken = "";
+
+beforeAll(async () => {
+  [one, two] = await Promise.all([startHarness(), startHarness()]);
+  const start = async (h: Harness, name: string) => {
+    const created = await h.admin.createEnvironment({ name, provider: "local" });
+    const { workspace } = await h.workspace();
+    const agent = h.agent({ token: created.agentToken, workspace });
+    await h.admin.waitForEnvironment(name, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
+    return realpathSync(workspace);
+  };
+  xWorkspace = await start(two, "x");
+  await start(one, "a");
+  remoteToken = (await two.client("operator")).token;
+  const r = await one.admin.request("POST", "/v1/environments", { json: { name: "r", provider: "remote", config: { url: two.cp.url, token: remoteToken, environment: "x" } } });
+  expect(r.status, await r.clone().text()).toBe(201);
+  expect((await one.admin.request("PUT", "/v1/environments/r/gateway", { json: { accept: true, allowFrom: ["a"] } })).status).toBe(200);
+}, 180_000);
+afterAll(async () => {
+  await Promise.all([one?.close(), two?.close()]);
+});
+
+const forward = (body: unknown, ndjson = false) =>
+  one.admin.request("POST", "/v1/environments/a/forward", { json: body, headers: ndjson ? { accept: "application/x-ndjson" } : {}, timeoutMs: 60_000 });
+
+describe("federation across two control planes", () => {
+  it("keeps the other deployment's token secret", async () => {
+    const env = (await (await one.admin.request("GET", "/v1/environments/r")).json()) as { environment: { config: Record<string, unknown> } };
+    expect(env.environment.config).toEqual({ url: two.cp.url, token: "[redacted]", environment: "x" });
+    await expectProblem(await one.admin.request("POST", "/v1/environments", { json: { name: "bad", provider: "remote", config: { url: "ftp://x", token: "t" } } }), 400, "bad_request");
+  });
+
+  it("work forwarded to the remote environment runs in the other deployment, output streamed back", async () => {
+    const res = await forward({ exec: { command: ["sh", "-c", "echo one; pwd -P; echo two >&2"] }, target: "r" });
+    const text = await res.text();
+    expect(res.status, text).toBe(200);
+    expect(JSON.parse(text)).toMatchObject({ exitCode: 0, stdout: `one\n${xWorkspace}\n`, stderr: "two\n", route: ["a", "r", "x"] });
+    const events = (await (await two.admin.request("GET", "/v1/environments/x/events")).json()) as { events: Array<{ type: string; data: Record<string, unknown> }> };
+    expect(events.events.find((e) => e.type === "forward.started")).toBeTruthy();
+  });
+
+  it("cancel at the origin reaches the process in the other deployment", async () => {
+    const res = await forward({ exec: { command: ["sh", "-c", "echo $$; exec sleep 300"] }, target: "r" }, true);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    let forwardId = "";
+    let pid = 0;
+    while (!pid) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`stream ended early: ${text}`);
+      text += decoder.decode(value, { stream: true });
+      const complete = text.slice(0, text.lastIndexOf("\n") + 1);
+      for (const l of complete.split("\n").filter(Boolean).map((x) => JSON.parse(x) as Record<string, string>)) {
+        if (l.type === "started") forwardId = l.forwardId!;
+        if (l.type === "stdout") pid = Number(l.data!.trim());
+      }
+    }
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect((await one.admin.request("POST", `/v1/environments/a/forward/${forwardId}/cancel`)).status).toBe(200);
+    await waitFor(() => !alive(), { timeoutMs: 15_000, what: `process ${pid} in the other deployment to end` });
+    await reader.cancel();
+  });
+
+  it("a refusal in the other deployment names the hop", async () => {
+    await one.admin.request("POST", "/v1/environments", { json: { name: "r2", provider: "remote", config: { url: two.cp.url, token: remoteToken, environment: "nope" } } });
+    await one.admin.request("PUT", "/v1/environments/r2/gateway", { json: { accept: true, allowFrom: ["*"] } });
+    const p = await expectProblem(await forward({ exec: { command: ["true"] }, target: "r2" }), 404, "not_found");
+    expect(p.detail).toMatch(/^Hop 'r2': the remote deployment 127\.0\.0\.1:\d+ answered 404: No environment named 'nope'/);
+  });
+});
