@@ -1,9 +1,10 @@
 /**
  * The web dashboard in real headless Chromium against the real Worker (wrangler dev, static assets
  * and API on one origin) and a real provider-agent: sign in, the live environments table, the
- * environment page (event log, exec with confirmation, files, diff, runs, actions), screenshots.
+ * environment page (event log, exec with confirmation, files, diff, snapshots, runs, actions),
+ * screenshots.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -164,6 +165,41 @@ describe("the dashboard in headless Chromium", () => {
     expect(await entry.locator(".badge").textContent()).toBe("added");
     expect(await entry.locator("pre.diff .add").allTextContents()).toContain("+hello from the dashboard test\n");
     await screenshot("environment-diff");
+  });
+
+  it("takes a snapshot, shows the changes since, exports and downloads it, and restores it, each write confirmed", async () => {
+    await page.locator("[data-tab=snapshots]").click();
+    await page.locator("[data-test=snapshot-message]").fill("before the change");
+    await page.locator("[data-test=snapshot-take]").click();
+    await page.locator("dialog#confirm [data-test=confirm-ok]").click();
+    await expect.poll(() => page.locator("[data-test=snapshot-status]").textContent(), { timeout: 20_000 }).toMatch(/^Snapshot snap_/);
+    const link = page.locator("[data-test=snapshots] [data-test=snapshot-link]").getByText("before the change", { exact: true });
+    await link.waitFor();
+    const id = await page.locator("[data-test=snapshots] tr", { hasText: "before the change" }).getAttribute("data-snapshot-id");
+    expect(id).toMatch(/^snap_/);
+
+    await h.admin.writeFile(NAME, "after-the-snapshot.txt", "written later\n");
+    await page.locator("[data-test=snapshot-changes]").click();
+    await expect.poll(() => page.locator("[data-test=snapshot-output] pre.diff").textContent(), { timeout: 20_000 }).toContain("+++ b/after-the-snapshot.txt");
+
+    await page.locator("[data-test=snapshot-export]").click();
+    await page.locator("dialog#confirm [data-test=confirm-ok]").click();
+    const exported = page.locator("[data-test=snapshot-exports] li").first();
+    await exported.waitFor({ timeout: 20_000 });
+    expect(await exported.textContent()).toMatch(/^bundle, .*sha256 [0-9a-f]{12}…/);
+    const download = page.waitForEvent("download");
+    await exported.locator("[data-test=export-download]").click();
+    const file = await download;
+    expect(file.suggestedFilename()).toBe(`${id}.bundle`);
+    expect(statSync(await file.path()).size).toBeGreaterThan(0);
+    await screenshot("environment-snapshots");
+
+    await page.locator("[data-test=snapshot-restore]").click();
+    await page.locator("dialog#confirm [data-test=confirm-ok]").click();
+    await page.locator("[data-test=snapshot-restored]").waitFor({ timeout: 20_000 });
+    const gone = await h.admin.request("GET", `/v1/environments/${NAME}/files?path=after-the-snapshot.txt`);
+    expect(gone.status).toBe(404);
+    expect((await h.admin.readFile(NAME, "notes/hello.txt")).toString()).toBe("hello from the dashboard test\n");
   });
 
   it("shows a run and its output as it streams", async () => {

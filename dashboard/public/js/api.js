@@ -13,6 +13,8 @@
 /** @typedef {import("../../../protocol/src/api.js").ExecStreamLine} ExecStreamLine */
 /** @typedef {import("../../../protocol/src/ops.js").FileStat} FileStat */
 /** @typedef {import("../../../protocol/src/ops.js").DiffResult} DiffResult */
+/** @typedef {import("../../../protocol/src/snapshots.js").Snapshot} Snapshot */
+/** @typedef {import("../../../protocol/src/snapshots.js").SnapshotExport} SnapshotExport */
 
 const KEY = "outpost.token";
 
@@ -134,7 +136,34 @@ export const api = {
   read: async (env, path) => (await request("GET", `${envPath(env)}/files${query({ path })}`)).blob(),
   /** @param {string} env @returns {Promise<DiffResult>} */
   diff: (env) => call("GET", `${envPath(env)}/diff`),
+  /** @param {string} env @returns {Promise<{ snapshots: Omit<Snapshot, "exports" | "environments">[] }>} */
+  snapshots: (env) => call("GET", `/v1/snapshots${query({ environment: env, limit: 50 })}`),
+  /** @param {string} id @returns {Promise<Snapshot>} */
+  snapshot: async (id) => (/** @type {{ snapshot: Snapshot }} */ (await call("GET", `/v1/snapshots/${encodeURIComponent(id)}`))).snapshot,
+  /** @param {string} env @param {string} message @returns {Promise<{ snapshot: Snapshot }>} */
+  takeSnapshot: (env, message) => call("POST", "/v1/snapshots", { environment: env, ...(message ? { message } : {}) }),
+  /** @param {string} id @returns {Promise<{ export: SnapshotExport, snapshot: Snapshot }>} */
+  exportSnapshot: (id) => call("POST", `/v1/snapshots/${encodeURIComponent(id)}/export`, { format: "bundle" }),
+  /** @param {string} id @param {string} exportId */
+  downloadExport: async (id, exportId) => (await request("GET", `/v1/snapshots/${encodeURIComponent(id)}/exports/${encodeURIComponent(exportId)}`)).blob(),
+  /** @param {string} id @param {string} env @returns {Promise<string>} the patch from the snapshot to the environment as it is now */
+  changesSince: async (id, env) => (await request("POST", "/v1/snapshots/diff", { json: { from: { snapshotId: id }, to: { environment: env }, format: "patch" } })).text(),
+  /** @param {string} id @param {string} env */
+  restore: (id, env) => call("POST", `/v1/snapshots/${encodeURIComponent(id)}/import`, { environment: env, strategy: "replace" }),
 };
+
+/**
+ * Hands a blob to the browser as a download (the bytes were fetched with the token in a header).
+ * @param {Blob} blob
+ * @param {string} name
+ */
+export function saveBlob(blob, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
 
 /**
  * Runs a command with its output streamed (ndjson), calling `onLine` for each line as it comes.

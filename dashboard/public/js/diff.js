@@ -3,8 +3,11 @@
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
 
-/** @param {string} text */
-function lines(text) {
+/**
+ * A unified diff as lines coloured by kind, each set as text.
+ * @param {string} text
+ */
+export function lines(text) {
   return text.split("\n").map((line) => {
     const kind = line.startsWith("+++") || line.startsWith("---") ? "meta" : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : line.startsWith("@@") ? "hunk" : "ctx";
     return h("span", { class: `line ${kind}` }, `${line}\n`);

@@ -1,6 +1,7 @@
 // @ts-check
 /**
- * One environment: its record and actions, and tabs for the event log, runs, files, diff and exec.
+ * One environment: its record and actions, and tabs for the event log, runs, files, diff, snapshots
+ * and exec.
  * One event-stream WebSocket (the newest 300 events, then live ones) feeds the log, the runs'
  * output and the header, which refetches the record when the state or the agent changes.
  */
@@ -12,6 +13,7 @@ import { eventLog } from "./events-log.js";
 import { execPanel } from "./exec.js";
 import { filesPanel } from "./files.js";
 import { runsPanel } from "./runs.js";
+import { snapshotsPanel } from "./snapshots.js";
 
 /** @typedef {import("./api.js").Environment} Environment */
 /** @typedef {{ el: HTMLElement, activate?: () => unknown, onEvent?: (e: import("./api.js").EnvironmentEvent) => void }} Panel */
@@ -35,7 +37,7 @@ export function renderEnvironment(root, env, tab = "events") {
   const actions = h("div", { class: "actions" }, Object.keys(ACTIONS).map((a) => h("button", { type: "button", "data-action": a, onclick: () => void act(/** @type {keyof typeof ACTIONS} */ (a)) }, a[0]?.toUpperCase() + a.slice(1) + "…")));
 
   /** @type {Record<string, Panel>} */
-  const panels = { events: eventLog(), runs: runsPanel(env), files: filesPanel(env), diff: diffPanel(env), exec: execPanel(env) };
+  const panels = { events: eventLog(), runs: runsPanel(env), files: filesPanel(env), diff: diffPanel(env), snapshots: snapshotsPanel(env), exec: execPanel(env) };
   const tabs = h("nav", { class: "tabs", role: "tablist" }, Object.keys(panels).map((name) => h("a", { href: `#/environments/${encodeURIComponent(env)}/${name}`, role: "tab", "data-tab": name, "aria-selected": String(name === tab) }, name)));
   const current = panels[tab] ?? panels.events;
   replace(root, h("section", { class: "card" }, h("p", {}, h("a", { href: "#/" }, "← environments")), header, actions, message), h("section", { class: "card" }, tabs, current?.el));

@@ -3,7 +3,7 @@
  * The file browser: directories by listing, a file's stat and a preview of its start, and a
  * download fetched with the token in a header (never in the link) and handed over as a blob.
  */
-import { api } from "./api.js";
+import { api, saveBlob } from "./api.js";
 import { bytes, h, replace } from "./dom.js";
 
 /** @typedef {import("./api.js").FileStat} FileStat */
@@ -52,12 +52,7 @@ export function filesPanel(env) {
     try {
       const st = await api.stat(env, path);
       const download = h("button", { type: "button", "data-test": "download" }, "Download");
-      download.addEventListener("click", async () => {
-        const blob = await api.read(env, path);
-        const a = h("a", { href: URL.createObjectURL(blob), download: base(path) });
-        a.click();
-        setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
-      });
+      download.addEventListener("click", async () => saveBlob(await api.read(env, path), base(path)));
       const preview = h("pre", { class: "preview", "data-test": "preview" });
       replace(detail, h("h3", {}, h("code", {}, path)),
         h("dl", {}, h("dt", {}, "type"), h("dd", {}, st.type), h("dt", {}, "size"), h("dd", { "data-test": "size" }, `${bytes(st.size)} (${st.size} bytes)`),
