@@ -114,7 +114,8 @@ export class SnapshotRelay {
       .open(id, Math.max(idle, 10 * 60_000), () => this.h.link.send(ws, { v: 1, kind: "cancel", re: id }))
       .then((r) => ((settled = true), this.h.link.closeCredit(id), r));
     this.h.link.openCredit(id);
-    this.h.link.send(ws, { v: 1, kind: "request", id, op: "snapshot.import", params, timeoutMs: idle });
+    // The agent's limit covers its verify, unbundle and checkout after the last chunk, too.
+    this.h.link.send(ws, { v: 1, kind: "request", id, op: "snapshot.import", params, timeoutMs: Math.max(idle, 10 * 60_000) });
     const progress = new Progress(this.h, this.now, { snapshotId: params.snapshotId, direction: "import", total: params.size });
     let n = 0;
     const sendChunk = async (piece: Uint8Array, last: boolean) => {
