@@ -51,6 +51,7 @@ import {
 } from "./agent-socket.js";
 import { Chaining, type HopRequest } from "./chaining.js";
 import { EventLog } from "./events.js";
+import { floodBucket, floodRefusal } from "./flood.js";
 import { EdgeLink } from "./link.js";
 import { transition, type LifecycleEvent } from "./lifecycle.js";
 import { Metrics, type Entry } from "./metrics.js";
@@ -97,6 +98,8 @@ export class EnvironmentObject extends DurableObject<Env> {
   private readonly chaining: Chaining;
   private readonly snapshots: SnapshotRelay;
   private exists = false;
+  /** Request floods into this environment (flood.ts): memory only, refilled by time. */
+  private readonly flood = floodBucket(this.env);
   private stateWaiters: Array<() => void> = [];
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -181,14 +184,14 @@ export class EnvironmentObject extends DurableObject<Env> {
       if (!row || row.host !== host || row.state === "archived" || row.state === "stopped" || readyAgent(this.ctx)) return;
       this.events.append("provider.host_returned", { host });
       await this.provisionOnHost(row.resource_id ? "env.recover" : "env.create");
-    });
+    }, false); // the org's host registry calls this: never refused as a flood
   }
 
   /** Logs something the provider side did to this environment (kept even when archived). */
   async noteProviderEvent(type: string, data: Record<string, string | number | boolean>): Promise<void> {
     return this.entry("rpc", () => {
       if (this.row()) this.events.append(type, data);
-    });
+    }, false);
   }
 
   async start(): Promise<Outcome<Environment>> {
@@ -777,9 +780,11 @@ export class EnvironmentObject extends DurableObject<Env> {
   }
 
   /** Every entry point: counted, and the counts written once at the end. */
-  private async entry<T>(name: Entry, fn: () => T | Promise<T>): Promise<T> {
+  private async entry<T>(name: Entry, fn: () => T | Promise<T>, limited = name === "rpc"): Promise<T> {
     this.metrics.enter(name);
     try {
+      const refused = limited ? floodRefusal(this.flood, this.now()) : null;
+      if (refused) return refused as T; // every limited RPC answers an Outcome
       return await fn();
     } finally {
       this.metrics.flush(this.ctx.storage.sql, this.sql, this.exists, (pending) => carryMetrics(this.ctx, pending));
