@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { limitAuthFailures } from "./auth-failures.js";
 import type { Env } from "./env.js";
 import { problemFromError, problemResponse } from "./problem.js";
 import { chaining } from "./routes/chaining.js";
@@ -16,6 +17,7 @@ import { objectives, threads } from "./routes/hierarchy.js";
 import { snapshots } from "./routes/snapshots.js";
 
 export const app = new Hono<{ Bindings: Env }>()
+  .use("*", limitAuthFailures)
   .route("/v1/health", health)
   .route("/v1/openapi.json", openapi)
   .route("/v1/environments", connect)

@@ -11,4 +11,11 @@ export interface Env {
   OUTPOST_VERSION: string;
   /** HS256 signing key for user and agent tokens, at least 32 bytes. */
   OUTPOST_JWT_SECRET: string;
+  /** Counts failed authentications per client IP and token subject (`[[ratelimits]]`); absent: no limit. */
+  AUTH_FAILURES?: RateLimit;
+  /** The period of AUTH_FAILURES in seconds (its Retry-After). */
+  OUTPOST_AUTH_FAILURE_PERIOD?: string;
+  /** Requests per second into one environment, and the burst allowed above it (durable-objects/flood.ts). */
+  OUTPOST_ENV_RATE?: string;
+  OUTPOST_ENV_BURST?: string;
 }

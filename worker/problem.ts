@@ -15,7 +15,8 @@ export class HttpError extends Error {
   }
 
   static from(error: ErrorInfo): HttpError {
-    return new HttpError(statusForCode(error.code), error.code, error.message, error.details ?? {});
+    const retry = error.details?.retryAfterSeconds;
+    return new HttpError(statusForCode(error.code), error.code, error.message, error.details ?? {}, typeof retry === "number" ? { "retry-after": String(retry) } : {});
   }
 }
 
