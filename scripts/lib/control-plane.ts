@@ -37,6 +37,8 @@ export interface ControlPlaneOptions {
    * that edits made while it runs do not make wrangler rebuild and restart the Worker mid-request.
    */
   config?: string;
+  /** More variables for the Worker (they override wrangler.toml's [vars]); written with the secret, never on the command line. */
+  vars?: Record<string, string>;
   /** Every output line of wrangler (and of the migration run). */
   onLine?: (line: string) => void;
 }
@@ -127,7 +129,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     secretDir = mkdtempSync(join(tmpdir(), "outpost-secret-"));
     secretDirs.add(secretDir);
     const file = join(secretDir, "vars.env");
-    writeFileSync(file, `OUTPOST_JWT_SECRET="${o.secret}"\n`, { mode: 0o600 });
+    const vars = Object.entries(o.vars ?? {}).map(([k, v]) => `${k}="${v}"\n`).join("");
+    writeFileSync(file, `OUTPOST_JWT_SECRET="${o.secret}"\n${vars}`, { mode: 0o600 });
     args.push("--env-file", file);
   }
   const removeSecret = () => {

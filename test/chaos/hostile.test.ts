@@ -5,8 +5,9 @@
  * (HTTP) or an error frame / close code (WebSocket); never a 5xx, a hang, or a sick object.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, realpath, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SignJWT } from "jose";
 import { AUDIENCE, TOKEN_ISSUER } from "@outpost/protocol";
@@ -18,15 +19,20 @@ import { userTokenAttacks } from "./lib/jwt-attacks.js";
 import { openapiRoutes } from "./lib/openapi-routes.js";
 import { workerRoutes } from "./lib/routes.js";
 import { kindsOf, openSocket } from "./lib/socket.js";
+import { wranglerVariant } from "./lib/variant-config.js";
 
 const figures = new Figures("hostile");
 let h: Harness;
+let configDir: string;
 beforeAll(async () => {
-  h = await startHarness();
+  // Hundreds of deliberate auth failures from one client: the auth-failure limit (rate-limits.test.ts) is lifted here.
+  configDir = await mkdtemp(join(tmpdir(), "outpost-chaos-config-"));
+  h = await startHarness({ config: wranglerVariant(configDir, { limit: 1_000_000, period: 60 }) });
 });
 afterAll(async () => {
   figures.write();
   await h?.close();
+  await rm(configDir, { recursive: true, force: true });
 });
 
 type Env = { id: string; agentToken: string; workspace: string; parent: string };

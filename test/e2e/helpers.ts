@@ -43,13 +43,20 @@ export interface Harness {
 
 export const ORG = "e2e";
 
-export async function startHarness(): Promise<Harness> {
+export interface HarnessOptions {
+  /** Another wrangler.toml (e.g. with other rate limits); default the repo's. */
+  config?: string;
+  /** Worker variables over wrangler.toml's [vars]. */
+  vars?: Record<string, string>;
+}
+
+export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   if (!existsSync(AGENT_BUNDLE)) throw new Error(`${AGENT_BUNDLE} is missing: run \`npm run build:agent\` first`);
   const dir = await mkdtemp(join(tmpdir(), "outpost-e2e-"));
   const persistTo = join(dir, "state");
   const secret = randomBytes(32).toString("base64url");
   const port = await freePort();
-  const start = () => startControlPlane({ port, persistTo, secret, readyTimeoutMs: 45_000 });
+  const start = () => startControlPlane({ port, persistTo, secret, readyTimeoutMs: 45_000, config: o.config, vars: o.vars });
   let cp: ControlPlane;
   try {
     cp = await start();
@@ -82,13 +89,13 @@ export async function startHarness(): Promise<Harness> {
       agents.push(agent);
       return agent;
     },
-    async restart(o = {}) {
-      if (o.crash) {
+    async restart(how = {}) {
+      if (how.crash) {
         cp.kill();
         await cp.exited;
         if (!(await waitPortFree(port, 10_000))) throw new Error(`port ${port} still in use after the crash`);
       } else await cp.stop();
-      cp = await startControlPlane({ port, persistTo, secret, migrate: false, readyTimeoutMs: 45_000 });
+      cp = await startControlPlane({ port, persistTo, secret, migrate: false, readyTimeoutMs: 45_000, config: o.config, vars: o.vars });
     },
     async close() {
       try {
