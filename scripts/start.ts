@@ -224,6 +224,7 @@ function banner(url: string, token: string, environmentId: string): string {
   return `
 Outpost is ready at ${url}
 
+  dashboard    ${url}/  (sign in with the admin token below)
   environment  ${ENVIRONMENT}  ${environmentId}  (running; workspace ${show(paths.workspace)})
   admin token  org ${ORG}, 30 days; also in ${show(paths.profile)}
   logs         ${show(join(paths.logs, "wrangler.log"))}, ${show(join(paths.logs, "agent.log"))}

@@ -26,6 +26,9 @@ let agent: AgentProcess;
 let agentToken = "";
 let workspace = "";
 const problems: string[] = [];
+/** Every HTTP request and WebSocket the page opened, to check where the token travels. */
+const requested: string[] = [];
+const sockets: string[] = [];
 // page.evaluate takes source strings here: this project's Node types have no DOM.
 
 async function startAgent() {
@@ -60,6 +63,8 @@ beforeAll(async () => {
   browser = await launchChromium();
   page = browser.page;
   page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+  page.on("request", (r) => requested.push(r.url()));
+  page.on("websocket", (ws) => sockets.push(ws.url()));
   // The refused sign-in's 401 is the one failed load the tests cause on purpose.
   page.on("console", (m) => m.type() === "error" && !/status of 401/.test(m.text()) && problems.push(`console: ${m.text()}`));
 }, 90_000);
@@ -85,6 +90,8 @@ describe("the dashboard in headless Chromium", () => {
 
   it("refuses a bad token, then signs in and lists the environment with its state", async () => {
     await page.goto(`${h.cp.url}/`);
+    await page.locator("#token").waitFor();
+    await screenshot("signin");
     await page.locator("#token").fill("not-a-token");
     await page.getByRole("button", { name: "Sign in" }).click();
     await expect.poll(() => page.locator("[data-test=signin] .error").textContent()).toMatch(/Refused \(401\)/);
@@ -222,5 +229,17 @@ describe("the dashboard in headless Chromium", () => {
 
   it("logged no page errors or console errors (CSP violations included)", () => {
     expect(problems).toEqual([]);
+  });
+
+  it("put the token in no URL but the event stream's documented ?access_token=", () => {
+    const token = h.admin.token;
+    expect(requested.length).toBeGreaterThan(10);
+    expect(requested.filter((u) => u.includes(token))).toEqual([]);
+    expect(sockets.length).toBeGreaterThan(0);
+    for (const url of sockets) {
+      const u = new URL(url);
+      expect(u.pathname).toMatch(/^\/v1\/environments\/[^/]+\/events\/stream$/);
+      expect(u.searchParams.get("access_token")).toBe(token);
+    }
   });
 });
