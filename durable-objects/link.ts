@@ -2,9 +2,11 @@
  * The edge's half of the reliable link (see protocol/src/wire.ts). Outgoing reliable frames get a
  * seq and stay in an outbox until the agent acknowledges them: in memory when they belong to a
  * request in flight (the request keeps the object awake), in SQLite when they must survive eviction
- * (run control). Incoming frames are processed once: the highest agent seq processed (`recv`) lives
- * in the socket's attachment, which survives hibernation, and is written to storage on close and
- * together with every side effect that is itself stored. Seqs are reserved in blocks, so a woken
+ * (run control). Incoming frames are processed once: the highest agent seq processed (`recv`) is
+ * kept in memory per socket and copied to the socket's attachment, which survives hibernation, each
+ * time it is acknowledged (every ACK_EVERY frames or ACK_DELAY_MS): a pending ack timer keeps the
+ * object from hibernating, so the attachment is current before it can. It is written to storage on
+ * close and together with every side effect that is itself stored. Seqs are reserved in blocks, so a woken
  * object never reuses one.
  */
 import { CLOSE, INITIAL_CREDIT, isReliable, type EdgeFrame } from "@outpost/protocol";
@@ -31,6 +33,8 @@ export class EdgeLink {
   private gapTimer: ReturnType<typeof setTimeout> | null = null;
   /** Credit this edge has granted for streams it receives; unsequenced, so resent after a reconnect. */
   private readonly grants = new Map<string, number>();
+  /** Per socket: the recv processed, and the recv its attachment holds. */
+  private positions = new WeakMap<WebSocket, { recv: number; saved: number; resume: number | undefined }>();
 
   constructor(private readonly sql: Sql) {}
 
@@ -55,7 +59,7 @@ export class EdgeLink {
   receive<F extends { seq?: number; ack?: number }>(ws: WebSocket, frame: F): F[] {
     if (frame.ack !== undefined) this.acknowledged(frame.ack);
     if (frame.seq === undefined) return [frame];
-    const meta = agentAttachment(ws);
+    const meta = this.position(ws);
     if (!meta) return [];
     this.scheduleAck(ws);
     if (frame.seq <= meta.recv) return [];
@@ -68,7 +72,7 @@ export class EdgeLink {
         ready.push(next as F);
         recv++;
       }
-      ws.serializeAttachment({ ...meta, recv });
+      meta.recv = recv;
       if (this.held.size === 0 && this.gapTimer) (clearTimeout(this.gapTimer), (this.gapTimer = null));
       return ready;
     }
@@ -80,8 +84,9 @@ export class EdgeLink {
     return [];
   }
 
-  /** A new connection: forget frames held for the old one. */
+  /** A new connection (its attachment now says where it resumes): forget frames held for the old one. */
   reset(): void {
+    this.positions = new WeakMap();
     this.held.clear();
     if (this.gapTimer) clearTimeout(this.gapTimer);
     this.gapTimer = null;
@@ -137,7 +142,31 @@ export class EdgeLink {
 
   /** The highest agent seq processed, as the socket knows it. */
   recvOf(ws: WebSocket): number {
-    return agentAttachment(ws)?.recv ?? 0;
+    return this.position(ws)?.recv ?? 0;
+  }
+
+  private position(ws: WebSocket): { recv: number; saved: number; resume: number | undefined } | null {
+    let p = this.positions.get(ws);
+    if (!p) {
+      const meta = agentAttachment(ws);
+      if (!meta) return null;
+      p = { recv: meta.recv, saved: meta.recv, resume: meta.resume };
+      this.positions.set(ws, p);
+    }
+    return p;
+  }
+
+  /** Copies recv into the attachment when it moved (with each ack, so before any hibernation). */
+  private save(ws: WebSocket): void {
+    const p = this.positions.get(ws);
+    const meta = p && p.recv !== p.saved ? agentAttachment(ws) : null;
+    if (!p || !meta) return;
+    try {
+      ws.serializeAttachment({ ...meta, recv: p.recv });
+      p.saved = p.recv;
+    } catch {
+      // the socket is gone; its recv goes to storage on close
+    }
   }
 
   // ---- credit for the chunk streams the edge sends (file.write uploads) ----
@@ -187,6 +216,7 @@ export class EdgeLink {
     if (this.ackTimer) clearTimeout(this.ackTimer);
     this.ackTimer = null;
     this.unacked = 0;
+    this.save(ws);
     try {
       ws.send(JSON.stringify({ v: 1, kind: "ack", ack: this.recvOf(ws) }));
     } catch {

@@ -1,5 +1,8 @@
+import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { CHUNK_BYTES, CLOSE, INITIAL_CREDIT } from "@outpost/protocol";
+import { AGENT_TAG, type AgentAttachment } from "../../durable-objects/agent-socket.js";
+import type { EnvironmentObject } from "../../durable-objects/environment.js";
 import { call, createEnvironment, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
 
 async function ready(org: string, name: string) {
@@ -46,6 +49,24 @@ describe("the reliable link (edge side)", () => {
     agent.send({ ...reply, result: { ...reply.result, exitCode: 99 } });
     const ack = await agent.next("ack", 2000);
     expect(ack.ack).toBe(1);
+    agent.ws.close(1000);
+  });
+
+  it("keeps recv in memory and writes it to the socket's attachment with each ack, not each frame", async () => {
+    const org = "org-recv";
+    const { token, id, agent } = await ready(org, "recv");
+    const stub = env.ENVIRONMENTS.get(env.ENVIRONMENTS.idFromName(`${org}/${id}`));
+    const attachedRecv = () => runInDurableObject(stub, (_o: EnvironmentObject, ctx) => (ctx.getWebSockets(AGENT_TAG)[0]!.deserializeAttachment() as AgentAttachment).recv);
+    const resP = call("POST", `/v1/environments/${id}/exec`, { token, json: { command: ["x"] }, headers: { accept: "application/x-ndjson" } });
+    const req = await agent.next("request");
+    for (let n = 0; n < 40; n++) agent.send({ v: 1, kind: "chunk", seq: n + 1, re: req.id, n, stream: "stdout", data: btoa(`${n}\n`) });
+    // An ack leaves only after the attachment holds what it acknowledges (32 frames at once, the rest after a delay).
+    let ack = 0;
+    while (ack < 40) ack = Number((await agent.next("ack", 2000)).ack);
+    expect(await attachedRecv()).toBe(40);
+    agent.send({ v: 1, kind: "reply", seq: 41, re: req.id, ok: true, result: { exitCode: 0, signal: null, stdout: "", stderr: "", durationMs: 1 } });
+    const out = await lines(await resP);
+    expect(out.at(-1)).toMatchObject({ type: "exit", exitCode: 0 });
     agent.ws.close(1000);
   });
 
