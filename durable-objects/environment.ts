@@ -495,6 +495,7 @@ export class EnvironmentObject extends DurableObject<Env> {
       case "chunk":
         return void this.pending.chunk(frame);
       case "credit":
+        this.pending.touch(frame.re);
         return this.link.grant(frame.re, frame.n);
       case "run.output":
         if (this.runs.output(frame)) this.persistRecv(ws);

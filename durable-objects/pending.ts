@@ -1,7 +1,7 @@
 /**
  * Requests sent to the agent and not yet answered, keyed by request id. A request's timer is an
- * idle deadline: each chunk that arrives for it pushes the deadline back, so a long transfer that
- * keeps moving is never cut, and one that stalls is.
+ * idle deadline: each chunk that arrives for it (or, for an upload, each credit the agent grants)
+ * pushes the deadline back, so a long transfer that keeps moving is never cut, and one that stalls is.
  */
 import type { Chunk, ErrorInfo, Reply } from "@outpost/protocol";
 
@@ -54,6 +54,14 @@ export class PendingRequests {
     e.timer = setTimeout(() => this.expire(c.re), e.idleMs);
     e.onChunk(c);
     return true;
+  }
+
+  /** The request moved (an upload was granted more credit): push its idle deadline back. */
+  touch(id: string): void {
+    const e = this.entries.get(id);
+    if (!e) return;
+    clearTimeout(e.timer);
+    e.timer = setTimeout(() => this.expire(id), e.idleMs);
   }
 
   reply(r: Reply): boolean {

@@ -137,6 +137,29 @@ describe("the reliable link (edge side)", () => {
     agent.ws.close(1000);
   });
 
+  it("an upload that keeps being granted credit outlives its idle deadline", async () => {
+    const org = "org-credit-idle";
+    const { token, id, agent } = await ready(org, "credit-idle");
+    const stub = env.ENVIRONMENTS.get(env.ENVIRONMENTS.idFromName(`${org}/${id}`));
+    await runInDurableObject(stub, (obj: EnvironmentObject) => void (obj.timing = { ...obj.timing, transferIdleMs: 1000 }));
+    const chunks = INITIAL_CREDIT + 6;
+    const body = new Uint8Array(chunks * CHUNK_BYTES).map((_, i) => i % 251);
+    const put = call("PUT", `/v1/environments/${id}/files?path=slow.bin`, { token, body });
+    const req = await agent.next("request");
+    // Credit for one more chunk per chunk taken; past the initial window, only every 300 ms: the
+    // whole upload takes far longer than the 1 s idle deadline, yet never stalls for that long.
+    for (let n = 0; ; n++) {
+      const c = await agent.next("chunk");
+      if (c.last) break;
+      if (n >= INITIAL_CREDIT) await new Promise((r) => setTimeout(r, 300));
+      agent.send({ v: 1, kind: "credit", re: req.id, n: n + INITIAL_CREDIT });
+    }
+    agent.send({ v: 1, kind: "reply", seq: 1, re: req.id, ok: true, result: { size: body.length } });
+    expect((await put).status).toBe(200);
+    expect(agent.frames.filter((f) => f.kind === "cancel")).toHaveLength(0);
+    agent.ws.close(1000);
+  });
+
   it("keeps the agent's health report on the record without writing it", async () => {
     const { token, id, agent } = await ready("org-health", "health");
     agent.send({ v: 1, kind: "health", at: new Date().toISOString(), cpu: { load1: 0.5, cores: 2 }, memory: { totalBytes: 8e9, freeBytes: 4e9, agentRssBytes: 5e7 }, disk: { totalBytes: 1e11, freeBytes: 5e10 }, processes: 42 });
