@@ -788,7 +788,7 @@ export class EnvironmentObject extends DurableObject<Env> {
       if (refused) return refused as T; // every limited RPC answers an Outcome
       return await fn();
     } finally {
-      this.metrics.flush(this.ctx.storage.sql, this.sql, this.exists, (pending) => carryMetrics(this.ctx, pending));
+      this.metrics.flush(this.ctx.storage.sql, this.sql, this.exists, (pending) => carryMetrics(this.ctx, pending), this.pending.size > 0);
     }
   }
 

@@ -73,14 +73,19 @@ export class Metrics {
   /**
    * At the end of an entry: writes the counts when other rows were written since the last flush,
    * when they have waited an hour, or when no carrier takes them; otherwise hands them to the
-   * carrier. `canWrite` is false for an object that holds no environment.
+   * carrier. `canWrite` is false for an object that holds no environment; `awake` is true while
+   * requests are in flight.
    */
-  flush(storage: SqlStorage, sql: Sql, canWrite: boolean, carrier: Carrier): void {
+  flush(storage: SqlStorage, sql: Sql, canWrite: boolean, carrier: Carrier, awake = false): void {
     if (!this.dirty || !canWrite || !this.delta) return;
+    const due = this.now() - this.delta.since >= FLUSH_AT_LEAST_EVERY_MS;
+    // While requests are in flight their timers keep the object from hibernating: the counts stay
+    // in memory until the entry that ends the last of them (no row or attachment per chunk).
+    if (awake && !due) return;
     const rode = this.rowsSinceFlush > 0;
     this.rowsSinceFlush = 0;
     this.dirty = false;
-    if (!rode && this.now() - this.delta.since < FLUSH_AT_LEAST_EVERY_MS && carrier(this.delta)) return;
+    if (!rode && !due && carrier(this.delta)) return;
     const merged = this.merge(this.read(sql));
     merged.rowsWritten += FLUSH_ROWS;
     const cursor = storage.exec(
