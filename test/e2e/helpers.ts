@@ -4,7 +4,7 @@
  * processes. Everything started here is stopped by `close()`, which then proves nothing is left.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,9 +16,10 @@ import { startControlPlane, type ControlPlane } from "../../scripts/lib/control-
 import { freePort, portFree, waitPortFree } from "../../scripts/lib/ports.js";
 import type { Exit, ProcessGroup } from "../../scripts/lib/process-group.js";
 import { signUserToken } from "../../scripts/lib/tokens.js";
+import { killLeftovers, processesMentioning } from "../../scripts/lib/processes.js";
 import { waitFor } from "../../scripts/lib/wait.js";
 
-export { waitFor };
+export { killLeftovers, processesMentioning, waitFor };
 
 export interface Harness {
   /** The temp dir holding this file's state: persist dir, workspaces. */
@@ -111,35 +112,6 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     },
   };
   return harness;
-}
-
-/** Pids of live processes whose command line mentions `text` (Linux /proc; empty elsewhere). */
-export function processesMentioning(text: string): number[] {
-  if (!existsSync("/proc/self/cmdline")) return [];
-  const pids: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${name}/cmdline`, "utf8");
-      if (cmdline.includes(text)) pids.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
-/** SIGKILLs whatever still mentions `text` (so a failed test leaks nothing) and returns those pids. */
-export function killLeftovers(text: string): number[] {
-  const pids = processesMentioning(text);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-  return pids;
 }
 
 /** For waits that must give up as soon as an agent exits. */
