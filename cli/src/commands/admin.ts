@@ -1,0 +1,136 @@
+import { integer, list, pairs, str, type Command } from "../command.js";
+import { UsageError } from "../errors.js";
+import { ago, json, table } from "../output.js";
+
+const hostToken = (name: string, summary: string): Command => ({
+  name,
+  summary,
+  args: "NAME",
+  description: "Prints the token once; start the host with\n  npx outpost-agent host --url URL --token TOKEN",
+  options: {
+    providers: { type: "string", value: "ID,ID", description: "the only providers it may offer" },
+    ttl: { type: "string", value: "SECONDS", description: "how long it lasts (default one year)" },
+  },
+  json: true,
+  positionals: { min: 1, max: 1 },
+  async run(ctx, [hostName], v) {
+    const providers = str(v.providers)?.split(",").filter(Boolean);
+    const r = await ctx.client().createHostToken({ name: hostName!, providers, ttlSeconds: integer(str(v.ttl), "--ttl", 60) });
+    ctx.out(ctx.json ? json(r) : r.token);
+  },
+});
+
+export const adminCommands: Command[] = [
+  {
+    name: "providers list",
+    summary: "Providers installed in the org, and which connected hosts offer them",
+    args: "",
+    json: true,
+    positionals: { min: 0, max: 0 },
+    async run(ctx) {
+      const r = await ctx.client().listProviders();
+      if (ctx.json) return ctx.out(json(r));
+      const offered = (o: Array<{ host: string; connected: boolean }>) => o.map((x) => `${x.host}${x.connected ? "" : " (offline)"}`).join(", ") || "-";
+      const rows = [
+        ...r.providers.map((p) => ({ id: p.id, installed: "yes", "offered by": offered(p.offeredBy), config: Object.keys(p.config).join(",") || "-" })),
+        ...r.offeredNotInstalled.map((p) => ({ id: p.id, installed: "no", "offered by": offered(p.offeredBy), config: "-" })),
+      ];
+      if (rows.length === 0) return ctx.note("no providers installed or offered (connect a host with `outpost-agent host`, or `outpost providers install ID`)");
+      ctx.out(table(rows, ["id", "installed", "offered by", "config"]));
+    },
+  },
+  {
+    name: "providers install",
+    summary: "Install a provider in the org with its config (replaces an earlier install)",
+    args: "ID",
+    options: { config: { type: "string", multiple: true, value: "K=V", description: "a config value (JSON values are parsed)" } },
+    json: true,
+    positionals: { min: 1, max: 1 },
+    async run(ctx, [id], v) {
+      const raw = pairs(list(v.config), "--config") ?? {};
+      const config = Object.fromEntries(Object.entries(raw).map(([k, x]) => [k, parseValue(x)]));
+      const r = await ctx.client().installProvider({ id: id!, config });
+      ctx.out(ctx.json ? json(r) : `installed ${r.provider.id}`);
+    },
+  },
+  {
+    name: "providers rm",
+    summary: "Uninstall a provider from the org",
+    args: "ID",
+    positionals: { min: 1, max: 1 },
+    async run(ctx, [id]) {
+      await ctx.client().uninstallProvider(id!);
+      ctx.note(`uninstalled ${id}`);
+    },
+  },
+  {
+    name: "hosts list",
+    summary: "The org's provider hosts: providers, capabilities, load, connected",
+    args: "",
+    json: true,
+    positionals: { min: 0, max: 0 },
+    async run(ctx) {
+      const hosts = await ctx.client().listHosts();
+      if (ctx.json) return ctx.out(json({ hosts }));
+      if (hosts.length === 0) return ctx.note("no provider hosts (issue a token with `outpost tokens host NAME` and run `outpost-agent host`)");
+      ctx.out(
+        table(
+          hosts.map((h) => ({
+            name: h.name,
+            connected: h.connected ? "yes" : "no",
+            environments: `${h.environments}/${h.maxEnvironments}`,
+            providers: h.providers.map((p) => p.id).join(",") || "-",
+            capabilities: h.capabilities.join(",") || "-",
+            "last hello": ago(h.lastHelloAt),
+          })),
+          ["name", "connected", "environments", "providers", "capabilities", "last hello"],
+        ),
+      );
+    },
+  },
+  hostToken("hosts token", "Issue a provider host token (same as `outpost tokens host`)"),
+  hostToken("tokens host", "Issue a provider host token for `outpost-agent host`"),
+  {
+    name: "tokens rotate-agent",
+    summary: "Issue a new agent token for an environment; the old one stops working and its agent is cut off",
+    args: "ENV",
+    json: true,
+    positionals: { min: 1, max: 1 },
+    async run(ctx, [ref]) {
+      ctx.about(ref!);
+      const r = await ctx.client().rotateAgentToken(ref!);
+      if (ctx.json) return ctx.out(json(r));
+      ctx.out(r.agentToken);
+      ctx.note(`generation ${r.generation}; restart the environment's agent with this token`);
+    },
+  },
+  {
+    name: "health",
+    summary: "Whether the control plane answers, and its version",
+    args: "",
+    json: true,
+    positionals: { min: 0, max: 0 },
+    async run(ctx) {
+      const h = await ctx.client().health();
+      ctx.out(ctx.json ? json(h) : `ok: ${ctx.config().url} (version ${h.version})`);
+    },
+  },
+  {
+    name: "openapi",
+    summary: "Print the control plane's OpenAPI 3.1 document",
+    args: "",
+    positionals: { min: 0, max: 0 },
+    async run(ctx) {
+      ctx.out(json(await ctx.client().openapi()));
+    },
+  },
+];
+
+function parseValue(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    if (raw === "") throw new UsageError("--config: empty value");
+    return raw;
+  }
+}

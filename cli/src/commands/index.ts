@@ -1,0 +1,9 @@
+import type { Command } from "../command.js";
+import { adminCommands } from "./admin.js";
+import { envCommands } from "./env.js";
+import { execCommand } from "./exec.js";
+import { fileCommands } from "./files.js";
+import { logsCommand } from "./logs.js";
+import { runCommands } from "./runs.js";
+
+export const COMMANDS: Command[] = [...envCommands, execCommand, ...fileCommands, ...runCommands, logsCommand, ...adminCommands];

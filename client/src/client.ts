@@ -1,0 +1,309 @@
+/**
+ * The typed client of the Outpost HTTP API. Method names are the OpenAPI operationIds
+ * (worker/openapi/routes.ts); every JSON answer is parsed with the protocol's zod schema, so a
+ * drift between the Worker and its schemas fails loudly here instead of deep inside a caller.
+ */
+import { z } from "zod";
+import {
+  CreateEnvironmentResponse,
+  Deleted,
+  DiffResult,
+  Environment,
+  EnvironmentMetrics,
+  EventsPage,
+  ExecCancelResponse,
+  ExecResponse,
+  ExecStreamLine,
+  FileCopyResult,
+  FileDeleteResult,
+  FileListResponse,
+  FileMkdirResult,
+  FileMoveResult,
+  FileStat,
+  FileWriteResult,
+  Health,
+  HostList,
+  HostTokenResponse,
+  InstalledProviderResponse,
+  ListEnvironmentsResponse,
+  ProviderList,
+  RotatedAgentToken,
+  RunList,
+  RunResponse,
+  type CreateEnvironmentInput,
+  type CreateRunBody,
+  type EnvironmentState,
+  type ExecBody,
+  type HostTokenInput,
+  type InstallProviderInput,
+} from "@outpost/protocol";
+import { ApiError, apiError } from "./errors.js";
+import { browserWebSocket, EventStream, type WebSocketFactory } from "./events.js";
+import { ndjsonLines } from "./ndjson.js";
+
+export interface ClientOptions {
+  /** Opens the event stream's WebSocket; the default is the runtime's global WebSocket with ?access_token=. */
+  webSocket?: WebSocketFactory;
+  /** Deadline of ordinary requests (default 30 s); transfers and streams have none unless given. */
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+export interface RequestOptions {
+  json?: unknown;
+  /** A stream is sent as it is read (give content-length in headers; uploads need it). */
+  body?: Uint8Array | string | ReadableStream<Uint8Array>;
+  headers?: Record<string, string>;
+  /** 0: no deadline. */
+  timeoutMs?: number;
+  query?: Record<string, string | number | boolean | undefined>;
+  signal?: AbortSignal;
+}
+
+/** Bytes to upload: in memory, or a stream with its size (the API needs Content-Length up front). */
+export type Upload = Uint8Array | string | { stream: ReadableStream<Uint8Array>; size: number };
+
+const EnvironmentResponse = z.object({ environment: Environment });
+const enc = encodeURIComponent;
+
+export class Client {
+  readonly url: string;
+  private readonly fetcher: typeof fetch;
+  private readonly webSocket: WebSocketFactory;
+  private readonly timeoutMs: number;
+
+  constructor(
+    url: string,
+    readonly token: string,
+    o: ClientOptions = {},
+  ) {
+    this.url = url.replace(/\/+$/, "");
+    this.fetcher = o.fetch ?? ((...args) => fetch(...args));
+    this.webSocket = o.webSocket ?? browserWebSocket;
+    this.timeoutMs = o.timeoutMs ?? 30_000;
+  }
+
+  /** The raw response, whatever its status: for callers that inspect errors themselves. */
+  request(method: string, path: string, o: RequestOptions = {}): Promise<Response> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token}`, ...o.headers };
+    let body: RequestInit["body"];
+    if (o.json !== undefined) {
+      headers["content-type"] = "application/json";
+      body = JSON.stringify(o.json);
+    } else if (o.body !== undefined) {
+      body = o.body as RequestInit["body"];
+    }
+    const timeoutMs = o.timeoutMs ?? this.timeoutMs;
+    const signals = [o.signal, timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined].filter((s): s is AbortSignal => !!s);
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
+    const duplex = body instanceof ReadableStream ? { duplex: "half" } : {};
+    return this.fetcher(`${this.url}${path}${queryString(o.query)}`, { method, headers, body, signal, ...duplex } as RequestInit);
+  }
+
+  // ---- Meta ------------------------------------------------------------------------------
+
+  health() {
+    return this.call(Health, "GET", "/v1/health");
+  }
+
+  openapi() {
+    return this.call(z.record(z.string(), z.unknown()), "GET", "/v1/openapi.json");
+  }
+
+  // ---- Environments ----------------------------------------------------------------------
+
+  createEnvironment(body: CreateEnvironmentInput) {
+    return this.call(CreateEnvironmentResponse, "POST", "/v1/environments", { json: body });
+  }
+
+  listEnvironments(q: { limit?: number; cursor?: string; state?: EnvironmentState; provider?: string } = {}) {
+    return this.call(ListEnvironmentsResponse, "GET", "/v1/environments", { query: q });
+  }
+
+  async getEnvironment(idOrName: string, timeoutMs?: number): Promise<Environment> {
+    return (await this.call(EnvironmentResponse, "GET", env(idOrName), { timeoutMs })).environment;
+  }
+
+  async startEnvironment(idOrName: string): Promise<Environment> {
+    return (await this.call(EnvironmentResponse, "POST", `${env(idOrName)}/start`)).environment;
+  }
+
+  async stopEnvironment(idOrName: string): Promise<Environment> {
+    return (await this.call(EnvironmentResponse, "POST", `${env(idOrName)}/stop`, { timeoutMs: 0 })).environment;
+  }
+
+  async restartEnvironment(idOrName: string): Promise<Environment> {
+    return (await this.call(EnvironmentResponse, "POST", `${env(idOrName)}/restart`)).environment;
+  }
+
+  /** Archives the environment (DELETE): its agent token is revoked and its sockets closed. */
+  async archiveEnvironment(idOrName: string): Promise<Environment> {
+    return (await this.call(EnvironmentResponse, "DELETE", env(idOrName))).environment;
+  }
+
+  getEnvironmentMetrics(idOrName: string) {
+    return this.call(EnvironmentMetrics, "GET", `${env(idOrName)}/metrics`);
+  }
+
+  /** Issues a new agent token; the previous one stops working and its agent is disconnected. */
+  rotateAgentToken(idOrName: string) {
+    return this.call(RotatedAgentToken, "POST", `${env(idOrName)}/agent-token`);
+  }
+
+  // ---- Exec ------------------------------------------------------------------------------
+
+  /** Runs a command and answers when it has finished (output capped; see execStream for all of it). */
+  exec(idOrName: string, body: ExecBody) {
+    return this.call(ExecResponse, "POST", `${env(idOrName)}/exec`, { json: body, timeoutMs: (body.timeoutMs ?? 60_000) + 15_000 });
+  }
+
+  /**
+   * Runs a command and yields its output as it comes: `started` (with the execId for cancelExec),
+   * stdout/stderr pieces, then one `exit` or `error`. Breaking out of the loop closes the stream.
+   */
+  async *execStream(idOrName: string, body: ExecBody, o: { signal?: AbortSignal } = {}): AsyncGenerator<ExecStreamLine> {
+    const res = await this.request("POST", `${env(idOrName)}/exec`, { json: body, headers: { accept: "application/x-ndjson" }, timeoutMs: 0, signal: o.signal });
+    if (!res.ok) throw await apiError(res);
+    if (!res.body) throw new ApiError(res.status, "unexpected_response", "exec: the stream has no body", null);
+    for await (const line of ndjsonLines(res.body)) {
+      const parsed = ExecStreamLine.safeParse(line);
+      if (!parsed.success) throw new ApiError(res.status, "unexpected_response", `exec: unexpected line: ${z.prettifyError(parsed.error)}`, null);
+      yield parsed.data;
+    }
+  }
+
+  cancelExec(idOrName: string, execId: string) {
+    return this.call(ExecCancelResponse, "POST", `${env(idOrName)}/exec/${enc(execId)}/cancel`);
+  }
+
+  // ---- Files -----------------------------------------------------------------------------
+
+  /** The file's bytes as a stream, with its size when the answer says it. */
+  async readFileStream(idOrName: string, path: string, o: { signal?: AbortSignal } = {}): Promise<{ body: ReadableStream<Uint8Array>; size: number | null }> {
+    const res = await this.request("GET", `${env(idOrName)}/files`, { query: { path }, timeoutMs: 0, signal: o.signal });
+    if (!res.ok) throw await apiError(res);
+    const length = res.headers.get("content-length");
+    return { body: res.body ?? new Blob([]).stream(), size: length && /^\d+$/.test(length) ? Number(length) : null };
+  }
+
+  async readFile(idOrName: string, path: string): Promise<Uint8Array> {
+    const res = await this.request("GET", `${env(idOrName)}/files`, { query: { path }, timeoutMs: 60_000 });
+    if (!res.ok) throw await apiError(res);
+    return new Uint8Array(await res.arrayBuffer());
+  }
+
+  writeFile(idOrName: string, path: string, data: Upload) {
+    const isStream = typeof data === "object" && "stream" in data;
+    const body = isStream ? data.stream : data;
+    const headers: Record<string, string> = { "content-type": "application/octet-stream" };
+    if (isStream) headers["content-length"] = String(data.size);
+    return this.call(FileWriteResult, "PUT", `${env(idOrName)}/files`, { query: { path }, body, headers, timeoutMs: isStream ? 0 : 60_000 });
+  }
+
+  deleteFile(idOrName: string, path: string, o: { recursive?: boolean } = {}) {
+    return this.call(FileDeleteResult, "DELETE", `${env(idOrName)}/files`, { query: { path, recursive: o.recursive } });
+  }
+
+  statFile(idOrName: string, path: string) {
+    return this.call(FileStat, "GET", `${env(idOrName)}/files/stat`, { query: { path } });
+  }
+
+  listFiles(idOrName: string, path = ".", o: { recursive?: boolean; maxEntries?: number } = {}) {
+    return this.call(FileListResponse, "GET", `${env(idOrName)}/files/list`, { query: { path, ...o } });
+  }
+
+  makeDirectory(idOrName: string, path: string, o: { recursive?: boolean } = {}) {
+    return this.call(FileMkdirResult, "POST", `${env(idOrName)}/files/mkdir`, { json: { path, ...o } });
+  }
+
+  moveFile(idOrName: string, from: string, to: string, o: { overwrite?: boolean } = {}) {
+    return this.call(FileMoveResult, "POST", `${env(idOrName)}/files/move`, { json: { from, to, ...o } });
+  }
+
+  copyFile(idOrName: string, from: string, to: string, o: { overwrite?: boolean } = {}) {
+    return this.call(FileCopyResult, "POST", `${env(idOrName)}/files/copy`, { json: { from, to, ...o } });
+  }
+
+  diff(idOrName: string, o: { maxFileBytes?: number } = {}) {
+    return this.call(DiffResult, "GET", `${env(idOrName)}/diff`, { query: o, timeoutMs: 120_000 });
+  }
+
+  // ---- Runs ------------------------------------------------------------------------------
+
+  async createRun(idOrName: string, body: CreateRunBody) {
+    return (await this.call(RunResponse, "POST", `${env(idOrName)}/runs`, { json: body })).run;
+  }
+
+  async listRuns(idOrName: string, o: { limit?: number } = {}) {
+    return (await this.call(RunList, "GET", `${env(idOrName)}/runs`, { query: o })).runs;
+  }
+
+  async getRun(runId: string) {
+    return (await this.call(RunResponse, "GET", `/v1/runs/${enc(runId)}`)).run;
+  }
+
+  async cancelRun(runId: string) {
+    return (await this.call(RunResponse, "POST", `/v1/runs/${enc(runId)}/cancel`)).run;
+  }
+
+  // ---- Events ----------------------------------------------------------------------------
+
+  listEvents(idOrName: string, o: { after?: number; limit?: number } = {}) {
+    return this.call(EventsPage, "GET", `${env(idOrName)}/events`, { query: o });
+  }
+
+  /**
+   * The live event stream (a WebSocket): every retained event after `after`, then new ones.
+   * The environment and token are checked with one ordinary request first, so that a refusal
+   * arrives as an ApiError with its problem+json instead of a bare WebSocket failure.
+   */
+  async streamEvents(idOrName: string, o: { after?: number } = {}): Promise<EventStream> {
+    await this.listEvents(idOrName, { limit: 1 });
+    const url = new URL(`${this.url}${env(idOrName)}/events/stream`);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("after", String(o.after ?? 0));
+    const stream = new EventStream(this.webSocket(url.toString(), { authorization: `Bearer ${this.token}` }), o.after ?? 0);
+    await stream.ready();
+    return stream;
+  }
+
+  // ---- Hosts, providers, tokens ----------------------------------------------------------
+
+  async listHosts() {
+    return (await this.call(HostList, "GET", "/v1/hosts")).hosts;
+  }
+
+  createHostToken(body: HostTokenInput) {
+    return this.call(HostTokenResponse, "POST", "/v1/hosts/tokens", { json: body });
+  }
+
+  installProvider(body: InstallProviderInput) {
+    return this.call(InstalledProviderResponse, "POST", "/v1/providers", { json: body });
+  }
+
+  listProviders() {
+    return this.call(ProviderList, "GET", "/v1/providers");
+  }
+
+  uninstallProvider(id: string) {
+    return this.call(Deleted, "DELETE", `/v1/providers/${enc(id)}`);
+  }
+
+  // ---- Plumbing --------------------------------------------------------------------------
+
+  protected async call<T>(schema: z.ZodType<T>, method: string, path: string, o: RequestOptions = {}): Promise<T> {
+    const res = await this.request(method, path, o);
+    if (!res.ok) throw await apiError(res);
+    const parsed = schema.safeParse(await res.json());
+    if (!parsed.success) throw new ApiError(res.status, "unexpected_response", `${method} ${path}: unexpected response: ${z.prettifyError(parsed.error)}`, null);
+    return parsed.data;
+  }
+}
+
+const env = (idOrName: string) => `/v1/environments/${enc(idOrName)}`;
+
+function queryString(q: RequestOptions["query"]): string {
+  if (!q) return "";
+  const entries = Object.entries(q).filter((e): e is [string, string | number | boolean] => e[1] !== undefined);
+  return entries.length ? `?${new URLSearchParams(entries.map(([k, v]): [string, string] => [k, String(v)])).toString()}` : "";
+}

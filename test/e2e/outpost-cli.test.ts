@@ -1,0 +1,259 @@
+/**
+ * The typed client and the `outpost` CLI against the real Worker (wrangler dev) with a real
+ * provider-agent: the CLI runs as its built bundle in a child process, exactly as `npx outpost`.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import WebSocket from "ws";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiError, Client, queryTokenWebSocket } from "@outpost/client";
+import type { ExecStreamLine } from "@outpost/protocol";
+import { ROOT } from "../../scripts/lib/dev-vars.js";
+import { startHarness, unlessExited, type Harness } from "./helpers.js";
+
+let h: Harness;
+let bundle = "";
+let id = "";
+const NAME = "cli-e2e";
+
+interface Ran {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Runs the CLI bundle to completion (bounded), with only the OUTPOST_* variables given. */
+function outpost(args: string[], o: { env?: Record<string, string>; stdin?: Buffer; cwd?: string; timeoutMs?: number } = {}): Promise<Ran> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OUTPOST_")));
+  const child = spawn(process.execPath, [bundle, ...args], { cwd: o.cwd ?? h.dir, env: { ...base, ...o.env }, stdio: ["pipe", "pipe", "pipe"] });
+  const out: Buffer[] = [];
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => out.push(d));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.stdin.end(o.stdin);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`outpost ${args.join(" ")} did not finish in time:\n${stderr}`));
+    }, o.timeoutMs ?? 30_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out), stderr });
+    });
+  });
+}
+
+const as = (token: string) => ({ OUTPOST_URL: h.cp.url, OUTPOST_TOKEN: token });
+const admin = () => as(h.admin.token);
+const parsed = (r: Ran) => {
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout.toString("utf8")) as Record<string, any>;
+};
+
+beforeAll(async () => {
+  h = await startHarness();
+  bundle = join(h.dir, "outpost.js");
+  const build = spawn(process.execPath, [join(ROOT, "cli", "build.mjs"), "--outfile", bundle], { cwd: join(ROOT, "cli"), stdio: "inherit" });
+  expect(await new Promise((r) => build.on("close", r))).toBe(0);
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+describe("the outpost CLI and the typed client, against the real Worker and agent", () => {
+  it("env create --json creates an environment; its agent makes it running", async () => {
+    const created = parsed(await outpost(["env", "create", NAME, "--provider", "local", "--metadata", "team=cli", "--json"], { env: admin() }));
+    expect(created.environment).toMatchObject({ name: NAME, provider: "local", state: "created", metadata: { team: "cli" } });
+    id = created.environment.id;
+    const { workspace } = await h.workspace();
+    const agent = h.agent({ token: created.agentToken, workspace });
+    await h.admin.waitForEnvironment(id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
+
+    const list = parsed(await outpost(["env", "list", "--json"], { env: admin() }));
+    expect(list.environments.map((e: { id: string }) => e.id)).toContain(id);
+    const got = parsed(await outpost(["env", "get", NAME, "--json"], { env: admin() }));
+    expect(got.environment).toMatchObject({ id, state: "running", connected: true });
+    const text = await outpost(["env", "list"], { env: admin() });
+    expect(text.stdout.toString()).toMatch(new RegExp(`${id}\\s+${NAME}\\s+running\\s+local`));
+  });
+
+  it("exec streams stdout and stderr and passes the command's exit code through", async () => {
+    const r = await outpost(["exec", NAME, "--", "sh", "-c", "echo out; echo err >&2; exit 7"], { env: admin() });
+    expect(r.code).toBe(7);
+    expect(r.stdout.toString()).toBe("out\n");
+    expect(r.stderr).toBe("err\n");
+    const ok = await outpost(["exec", NAME, "-e", "GREETING=hi there", "--", "sh", "-c", 'printf "%s" "$GREETING"'], { env: admin() });
+    expect(ok).toMatchObject({ code: 0, stderr: "" });
+    expect(ok.stdout.toString()).toBe("hi there");
+    const piped = await outpost(["exec", NAME, "-i", "--", "wc", "-c"], { env: admin(), stdin: Buffer.from("12345") });
+    expect(piped.stdout.toString().trim()).toBe("5");
+    const json = await outpost(["exec", NAME, "--json", "--", "sh", "-c", "echo j; exit 3"], { env: admin() });
+    expect(json.code).toBe(3);
+    expect(JSON.parse(json.stdout.toString())).toMatchObject({ exitCode: 3, stdout: "j\n" });
+  });
+
+  it("put then cat round-trips bytes exactly; cp copies both ways and within the workspace", async () => {
+    const data = randomBytes(700 * 1024 + 3); // several 256 KiB chunks and a ragged end
+    const local = join(h.dir, "blob.bin");
+    writeFileSync(local, data);
+    const put = await outpost(["put", NAME, local, "data/blob.bin"], { env: admin() });
+    expect(put.code, put.stderr).toBe(0);
+    expect(put.stderr).not.toMatch(/\r|%/); // no progress bar when stderr is not a terminal
+    const cat = await outpost(["cat", NAME, "data/blob.bin"], { env: admin() });
+    expect(cat.code, cat.stderr).toBe(0);
+    expect(cat.stdout.equals(data)).toBe(true);
+
+    expect((await outpost(["put", NAME, "-", "notes/hi.txt"], { env: admin(), stdin: Buffer.from("hi\n") })).code).toBe(0);
+    expect((await outpost(["cp", `${NAME}:notes/hi.txt`, `${NAME}:notes/copy.txt`], { env: admin() })).code).toBe(0);
+    const down = join(h.dir, "down");
+    await mkdir(down);
+    const cp = await outpost(["cp", `${NAME}:notes/copy.txt`, down], { env: admin() });
+    expect(cp.code, cp.stderr).toBe(0);
+    expect(readFileSync(join(down, "copy.txt"), "utf8")).toBe("hi\n");
+
+    const ls = parsed(await outpost(["ls", NAME, "notes", "--json"], { env: admin() }));
+    expect(ls.entries.map((e: { path: string }) => e.path).sort()).toEqual(["notes/copy.txt", "notes/hi.txt"]);
+    expect((await outpost(["rm", NAME, "notes/copy.txt"], { env: admin() })).code).toBe(0);
+    const diff = parsed(await outpost(["diff", NAME, "--json"], { env: admin() }));
+    expect(diff.files.map((f: { path: string }) => f.path)).toEqual(expect.arrayContaining(["notes/hi.txt"]));
+  });
+
+  it("every read command's --json output parses", async () => {
+    const reads = [["health"], ["hosts", "list"], ["providers", "list"], ["runs", "list", NAME], ["logs", NAME], ["env", "get", id]];
+    for (const args of reads) {
+      const r = await outpost([...args, "--json"], { env: admin() });
+      expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(0);
+      expect(() => JSON.parse(r.stdout.toString()), args.join(" ")).not.toThrow();
+    }
+  });
+
+  it("runs create/get/list/cancel", async () => {
+    const created = parsed(await outpost(["runs", "create", NAME, "--json", "-m", "hello run", "--", "sh", "-c", "cat; sleep 30"], { env: admin() }));
+    const runId = created.run.id as string;
+    expect(runId).toMatch(/^run_/);
+    const list = parsed(await outpost(["runs", "list", NAME, "--json"], { env: admin() }));
+    expect(list.runs.map((r: { id: string }) => r.id)).toContain(runId);
+    const cancelled = parsed(await outpost(["runs", "cancel", runId, "--json"], { env: admin() }));
+    expect(cancelled.run.id).toBe(runId);
+    const got = parsed(await outpost(["runs", "get", runId, "--json"], { env: admin() }));
+    expect(got.run).toMatchObject({ id: runId, command: ["sh", "-c", "cat; sleep 30"] });
+  });
+
+  it("logs shows the event log; logs -f follows new events live until Ctrl-C", async () => {
+    const all = parsed(await outpost(["logs", NAME, "--json"], { env: admin() }));
+    const types = (all.events as Array<{ type: string }>).map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(["file.write"]));
+    const last = all.next as number;
+
+    const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OUTPOST_")));
+    const child = spawn(process.execPath, [bundle, "logs", NAME, "-f", "--json", "--after", String(last)], { cwd: h.dir, env: { ...base, ...admin() }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const closed = new Promise<number | null>((r) => child.on("close", r));
+    try {
+      await h.admin.writeFile(id, "notes/live.txt", "live");
+      const deadline = Date.now() + 20_000;
+      while (!out.includes("notes/live.txt") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      const lines = out.trim().split("\n").map((l) => JSON.parse(l) as { seq: number; type: string; data: Record<string, unknown> });
+      expect(lines.find((e) => e.type === "file.write" && e.data.path === "notes/live.txt"), err).toBeDefined();
+      expect(lines.every((e) => e.seq > last)).toBe(true);
+      child.kill("SIGINT");
+      expect(await closed).toBe(0);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
+  it("says what to do next: a bad token, an unknown environment, no configuration, a wrong usage", async () => {
+    const bad = await outpost(["env", "list"], { env: as(`${h.admin.token.slice(0, -4)}AAAA`) });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/HTTP 401, unauthorized/);
+    expect(bad.stderr).toMatch(/OUTPOST_URL\/OUTPOST_TOKEN.*was refused|was refused/);
+    expect(bad.stderr).toContain("npm run -s token");
+
+    const unknown = await outpost(["exec", "no-such-env", "--", "true"], { env: admin() });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/No environment named 'no-such-env'.*HTTP 404/);
+    expect(unknown.stderr).toContain("outpost env list");
+
+    const viewer = await h.client("viewer");
+    const denied = await outpost(["exec", NAME, "--", "true"], { env: as(viewer.token) });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/operator/);
+
+    const none = await outpost(["env", "list"]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/no control plane URL.*\n.*npm start/);
+
+    const usage = await outpost(["exec", NAME, "ls", "-la"], { env: admin() });
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain("after --");
+  });
+
+  it("reads its URL and token from a profile file (--profile), flags winning over it", async () => {
+    const profile = join(h.dir, "profile.json");
+    writeFileSync(profile, JSON.stringify({ url: h.cp.url, token: h.admin.token }));
+    const r = await outpost(["env", "get", NAME, "--json", "--profile", profile]);
+    expect(parsed(r).environment.id).toBe(id);
+    const flagged = await outpost(["env", "get", NAME, "--profile", profile, "--token", "not-a-token"]);
+    expect(flagged.code).toBe(1);
+    expect(flagged.stderr).toMatch(/--url\/--token/);
+    // discovered: the nearest .outpost/profile.json above the working directory, as npm start writes it
+    const project = join(h.dir, "project");
+    await mkdir(join(project, ".outpost"), { recursive: true });
+    await mkdir(join(project, "sub"));
+    writeFileSync(join(project, ".outpost", "profile.json"), JSON.stringify({ url: h.cp.url, token: h.admin.token }));
+    expect(parsed(await outpost(["env", "get", NAME, "--json"], { cwd: join(project, "sub") })).environment.id).toBe(id);
+  });
+
+  it("client: execStream yields started, output pieces and the exit, in order", async () => {
+    const client = new Client(h.cp.url, h.admin.token);
+    const lines: ExecStreamLine[] = [];
+    for await (const line of client.execStream(NAME, { command: ["sh", "-c", "echo a; echo b >&2; exit 4"] })) lines.push(line);
+    expect(lines[0]).toMatchObject({ type: "started", execId: expect.any(String) });
+    expect(lines.at(-1)).toMatchObject({ type: "exit", exitCode: 4 });
+    const text = (t: string) => lines.filter((l): l is Extract<ExecStreamLine, { data: string }> => l.type === t).map((l) => l.data).join("");
+    expect(text("stdout")).toBe("a\n");
+    expect(text("stderr")).toBe("b\n");
+  });
+
+  it("client: streamEvents replays after a seq then delivers live events; refusals are ApiErrors", async () => {
+    const client = new Client(h.cp.url, h.admin.token, { webSocket: (url, headers) => new WebSocket(url, { headers }) });
+    const page = await client.listEvents(NAME, { limit: 1000 });
+    const from = page.events.at(-3)?.seq ?? 0;
+    const stream = await client.streamEvents(NAME, { after: from });
+    const seen: number[] = [];
+    await client.writeFile(NAME, "notes/stream.txt", "x");
+    for await (const e of stream) {
+      seen.push(e.seq);
+      if (e.type === "file.write" && e.data.path === "notes/stream.txt") break;
+    }
+    stream.close();
+    expect(seen[0]).toBe(from + 1);
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    expect(new Set(seen).size).toBe(seen.length);
+
+    // the browser way: the token in ?access_token= (no headers)
+    const browser = new Client(h.cp.url, h.admin.token, { webSocket: queryTokenWebSocket(WebSocket) });
+    const viaQuery = await browser.streamEvents(NAME, { after: 0 });
+    const first = await viaQuery[Symbol.asyncIterator]().next();
+    expect(first.value?.seq).toBe(1);
+    viaQuery.close();
+
+    await expect(client.streamEvents("no-such-env")).rejects.toMatchObject({ status: 404, code: "not_found" });
+    const refused = new Client(h.cp.url, "bad.token.here", { webSocket: (url, headers) => new WebSocket(url, { headers }) });
+    await expect(refused.streamEvents(NAME)).rejects.toBeInstanceOf(ApiError);
+  });
+
+  it("env stop and env rm change its state; the agent is told and exits", async () => {
+    const stopped = parsed(await outpost(["env", "stop", NAME, "--json"], { env: admin(), timeoutMs: 40_000 }));
+    expect(stopped.environment.state).toBe("stopped");
+    const removed = parsed(await outpost(["env", "rm", NAME, "--json"], { env: admin() }));
+    expect(removed.environment.state).toBe("archived");
+  });
+});

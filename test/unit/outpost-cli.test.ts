@@ -1,0 +1,155 @@
+/**
+ * The `outpost` CLI's own logic, in process: --help for the whole CLI, each group and each command;
+ * usage errors; where configuration comes from; how API failures become messages with a next step;
+ * exit codes of remote commands; progress lines. The end-to-end test (test/e2e/outpost-cli.test.ts)
+ * runs the built bundle against the real Worker.
+ */
+import { PassThrough } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { ApiError } from "@outpost/client";
+import { runCli, type Runtime } from "../../cli/src/cli.js";
+import { COMMANDS } from "../../cli/src/commands/index.js";
+import { exitCodeOf } from "../../cli/src/commands/exec.js";
+import { location } from "../../cli/src/commands/files.js";
+import { resolveConfig } from "../../cli/src/config.js";
+import { explain } from "../../cli/src/errors.js";
+import { progressLine } from "../../cli/src/progress.js";
+
+async function cli(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = "";
+  let err = "";
+  stdout.on("data", (d: Buffer) => (out += d.toString()));
+  stderr.on("data", (d: Buffer) => (err += d.toString()));
+  const rt: Runtime = { stdin: new PassThrough(), stdout, stderr, env, cwd: "/", onSignal: () => () => undefined };
+  const code = await runCli(argv, rt, COMMANDS);
+  return { code, stdout: out, stderr: err };
+}
+
+describe("outpost --help", () => {
+  it("lists every command at the top level, exit 0", async () => {
+    for (const argv of [["--help"], ["-h"], ["help"]]) {
+      const r = await cli(argv);
+      expect(r.code).toBe(0);
+      for (const c of COMMANDS) expect(r.stdout).toContain(`  ${c.name} `);
+      expect(r.stdout).toContain("OUTPOST_URL/OUTPOST_TOKEN");
+    }
+    expect((await cli([])).code).toBe(2); // no command: the list, but as a usage error
+  });
+
+  it("answers for every group and every command, naming its usage, options and global options", async () => {
+    for (const group of ["env", "runs", "providers", "hosts", "tokens"]) {
+      const r = await cli([group, "--help"]);
+      expect(r.code, group).toBe(0);
+      expect(r.stdout).toContain(`Usage: outpost ${group} SUBCOMMAND`);
+    }
+    for (const c of COMMANDS) {
+      for (const argv of [[...c.name.split(" "), "--help"], ["help", ...c.name.split(" ")]]) {
+        const r = await cli(argv);
+        expect(r.code, argv.join(" ")).toBe(0);
+        expect(r.stdout).toContain(`Usage: outpost ${c.name}`);
+        expect(r.stdout).toContain(c.summary);
+        expect(r.stdout).toContain("--profile FILE");
+        for (const name of Object.keys(c.options ?? {})) expect(r.stdout).toContain(`--${name}`);
+        if (c.json) expect(r.stdout).toContain("--json");
+      }
+    }
+  });
+
+  it("every read command (list, get, show) takes --json", () => {
+    const reads = COMMANDS.filter((c) => /^(env (list|get)|runs (list|get)|hosts list|providers list|ls|diff|logs|health)$/.test(c.name));
+    expect(reads.length).toBe(10);
+    for (const c of reads) expect(c.json, c.name).toBe(true);
+  });
+});
+
+describe("usage errors exit 2 and say what to do", () => {
+  it("unknown command, missing argument, unknown option", async () => {
+    const unknown = await cli(["frobnicate"]);
+    expect(unknown).toMatchObject({ code: 2 });
+    expect(unknown.stderr).toContain("'frobnicate' is not an outpost command");
+    const missing = await cli(["env", "get"], { OUTPOST_URL: "http://x", OUTPOST_TOKEN: "t" });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("Usage: outpost env get ENV");
+    const option = await cli(["env", "list", "--nope"]);
+    expect(option.code).toBe(2);
+    expect(option.stderr).toContain("--nope");
+    const state = await cli(["env", "list", "--state", "sleeping"], { OUTPOST_URL: "http://x", OUTPOST_TOKEN: "t" });
+    expect(state.code).toBe(2);
+    expect(state.stderr).toContain("States: created, starting, running");
+  });
+});
+
+describe("configuration", () => {
+  const files: Record<string, string> = {
+    "/home/me/repo/.outpost/profile.json": JSON.stringify({ url: "http://profile:1", token: "profile-token" }),
+    "/elsewhere/p.json": JSON.stringify({ url: "http://explicit:1", token: "explicit-token" }),
+    "/bad.json": "{nope",
+  };
+  const io = { read: (p: string) => files[p] ?? (() => { throw Object.assign(new Error("ENOENT"), { code: "ENOENT" }); })(), exists: (p: string) => p in files };
+
+  it("flags win, then an explicit --profile, then OUTPOST_URL/OUTPOST_TOKEN, then the nearest discovered profile", () => {
+    const env = { OUTPOST_URL: "http://env:1", OUTPOST_TOKEN: "env-token" };
+    const cwd = "/home/me/repo/src/deep";
+    expect(resolveConfig({ flags: {}, env: {}, cwd, ...io })).toMatchObject({ url: "http://profile:1", token: "profile-token", profilePath: "/home/me/repo/.outpost/profile.json" });
+    expect(resolveConfig({ flags: {}, env, cwd, ...io })).toMatchObject({ url: "http://env:1", token: "env-token" });
+    expect(resolveConfig({ flags: { profile: "/elsewhere/p.json" }, env, cwd, ...io })).toMatchObject({ url: "http://explicit:1", token: "explicit-token" });
+    expect(resolveConfig({ flags: { token: "flag-token" }, env, cwd, ...io })).toMatchObject({ url: "http://env:1", token: "flag-token", source: { token: "--url/--token", url: "OUTPOST_URL/OUTPOST_TOKEN" } });
+    expect(resolveConfig({ flags: {}, env: { OUTPOST_HOME: "/home/me/repo" }, cwd: "/tmp", ...io })).toMatchObject({ token: "profile-token" });
+  });
+
+  it("names the problem and the fix when nothing or something broken is configured", () => {
+    expect(() => resolveConfig({ flags: {}, env: {}, cwd: "/tmp", ...io })).toThrow(/no control plane URL/);
+    expect(() => resolveConfig({ flags: { url: "http://x" }, env: {}, cwd: "/tmp", ...io })).toThrow(/no token/);
+    expect(() => resolveConfig({ flags: { profile: "/bad.json" }, env: {}, cwd: "/", ...io })).toThrow(/not valid JSON/);
+    expect(() => resolveConfig({ flags: { profile: "/missing.json" }, env: {}, cwd: "/", ...io })).toThrow(/cannot read the profile \/missing.json: ENOENT/);
+    expect(() => resolveConfig({ flags: { url: "not a url", token: "t" }, env: {}, cwd: "/tmp", ...io })).toThrow(/is not a URL/);
+  });
+});
+
+describe("errors say what to do next", () => {
+  const problem = (status: number, code: string, detail: string) => new ApiError(status, code, detail, { type: "t", title: "x", status, detail, code });
+
+  it("maps problem+json codes to hints", () => {
+    expect(explain(problem(401, "unauthorized", "The token has expired; get a new one."), { tokenSource: "OUTPOST_URL/OUTPOST_TOKEN" })).toMatchObject({
+      message: "The token has expired; get a new one. (HTTP 401, unauthorized)",
+      hint: expect.stringContaining("from OUTPOST_URL/OUTPOST_TOKEN was refused"),
+      exitCode: 1,
+    });
+    expect(explain(problem(409, "agent_not_connected", "No agent."), { environment: "web" }).hint).toContain("outpost env get web");
+    expect(explain(problem(404, "not_found", "No environment named 'x'."), { environment: "x" }).hint).toContain("outpost env list");
+    expect(explain(problem(403, "forbidden", "needs operator")).hint).toContain("role");
+    expect(explain(problem(500, "internal", "boom")).hint).toContain("wrangler.log");
+    const invalid = new ApiError(400, "bad_request", "Invalid", { type: "t", title: "x", status: 400, detail: "Invalid request body", code: "bad_request", errors: [{ path: "name", message: "too long" }] });
+    expect(explain(invalid).hint).toContain("name: too long");
+  });
+
+  it("an unreachable control plane names the URL and how to start one", () => {
+    const err = new TypeError("fetch failed", { cause: { code: "ECONNREFUSED" } });
+    expect(explain(err, { url: "http://127.0.0.1:9" })).toMatchObject({ message: "cannot reach the control plane at http://127.0.0.1:9 (ECONNREFUSED)", hint: expect.stringContaining("npm start"), exitCode: 1 });
+  });
+});
+
+describe("pieces", () => {
+  it("exit codes of remote commands: their own, 128+signal, 124 on timeout", () => {
+    expect(exitCodeOf({ exitCode: 0 })).toBe(0);
+    expect(exitCodeOf({ exitCode: 7 })).toBe(7);
+    expect(exitCodeOf({ exitCode: null, signal: "SIGKILL" })).toBe(137);
+    expect(exitCodeOf({ exitCode: null, signal: "SIGTERM", timedOut: true })).toBe(124);
+    expect(exitCodeOf({ exitCode: null, signal: null })).toBe(1);
+  });
+
+  it("ENV:PATH names a workspace path, anything else a local one", () => {
+    expect(location("web:src/a.ts")).toEqual({ env: "web", path: "src/a.ts" });
+    expect(location("env_abcdefghij0123456789:x")).toEqual({ env: "env_abcdefghij0123456789", path: "x" });
+    expect(location("web:")).toEqual({ env: "web", path: "." });
+    expect(location("./web:a")).toEqual({ local: "./web:a" });
+    expect(location("C:\\x")).toEqual({ local: "C:\\x" });
+  });
+
+  it("progress lines with and without a known size", () => {
+    expect(progressLine("a.bin →", 512 * 1024, 1024 * 1024, 10)).toBe("a.bin → [#####-----]  50% 512 KiB/1.0 MiB");
+    expect(progressLine("a.bin ←", 2048, null)).toBe("a.bin ← 2.0 KiB");
+  });
+});
