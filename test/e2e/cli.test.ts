@@ -145,6 +145,11 @@ describe("npm start", () => {
     expect(statSync(profilePath).mode & 0o777).toBe(0o600);
     expect(statSync(join(home, ".outpost", "local", "agent-token")).mode & 0o777).toBe(0o600);
 
+    // The outpost CLI works from that profile alone: no flags, no OUTPOST_URL/OUTPOST_TOKEN.
+    const cli = await run("npx", ["outpost", "env", "get", "local", "--json"], { OUTPOST_PROFILE: profilePath, OUTPOST_URL: "", OUTPOST_TOKEN: "" });
+    expect(cli.exit.code, cli.output).toBe(0);
+    expect((JSON.parse(cli.stdout.join("\n")) as { environment: { id: string } }).environment.id).toBe(local.id);
+
     // SIGINT to npm start's own process (`kill -INT <pid>`): it stops the agent and wrangler, exits 0.
     const { pid } = JSON.parse(readFileSync(join(home, ".outpost", "start.json"), "utf8")) as { pid: number };
     process.kill(pid, "SIGINT");

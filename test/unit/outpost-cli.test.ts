@@ -13,7 +13,7 @@ import { exitCodeOf } from "../../cli/src/commands/exec.js";
 import { location } from "../../cli/src/commands/files.js";
 import { resolveConfig } from "../../cli/src/config.js";
 import { explain } from "../../cli/src/errors.js";
-import { progressLine } from "../../cli/src/progress.js";
+import { counted, progress, progressLine } from "../../cli/src/progress.js";
 
 async function cli(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   const stdout = new PassThrough();
@@ -151,5 +151,30 @@ describe("pieces", () => {
   it("progress lines with and without a known size", () => {
     expect(progressLine("a.bin →", 512 * 1024, 1024 * 1024, 10)).toBe("a.bin → [#####-----]  50% 512 KiB/1.0 MiB");
     expect(progressLine("a.bin ←", 2048, null)).toBe("a.bin ← 2.0 KiB");
+  });
+
+  it("a transfer's bar is drawn on a terminal only, and counts the bytes that pass", async () => {
+    const writes: string[] = [];
+    const tty = { isTTY: true, write: (s: string) => writes.push(s) > 0 } as unknown as NodeJS.WritableStream & { isTTY: boolean };
+    let clock = 0;
+    const bar = progress(tty, "f →", 300, { now: () => (clock += 1000) });
+    const source = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let i = 0; i < 3; i++) c.enqueue(new Uint8Array(100));
+        c.close();
+      },
+    });
+    let total = 0;
+    for await (const chunk of counted(source, bar)) total += chunk.byteLength;
+    bar.done();
+    expect(total).toBe(300);
+    expect(writes.at(-2)).toContain("100% 300 B/300 B");
+    expect(writes.at(-1)).toBe("\n");
+    const quiet: string[] = [];
+    const pipe = { isTTY: false, write: (s: string) => quiet.push(s) > 0 } as unknown as NodeJS.WritableStream;
+    const none = progress(pipe, "f →", 300);
+    none.add(300);
+    none.done();
+    expect(quiet).toEqual([]);
   });
 });
