@@ -21,6 +21,8 @@ import {
   FileMoveResult,
   FileStat,
   FileWriteResult,
+  ForwardLine,
+  Gateway,
   Health,
   HostList,
   HostTokenResponse,
@@ -28,12 +30,14 @@ import {
   ListEnvironmentsResponse,
   ProviderList,
   RotatedAgentToken,
+  Routing,
   RunList,
   RunResponse,
   type CreateEnvironmentInput,
   type CreateRunBody,
   type EnvironmentState,
   type ExecBody,
+  type ForwardBody,
   type HostTokenInput,
   type InstallProviderInput,
 } from "@outpost/protocol";
@@ -257,14 +261,53 @@ export class Client {
    * The environment and token are checked with one ordinary request first, so that a refusal
    * arrives as an ApiError with its problem+json instead of a bare WebSocket failure.
    */
-  async streamEvents(idOrName: string, o: { after?: number } = {}): Promise<EventStream> {
+  async streamEvents(idOrName: string, o: { after?: number; tail?: number } = {}): Promise<EventStream> {
     await this.listEvents(idOrName, { limit: 1 });
     const url = new URL(`${this.url}${env(idOrName)}/events/stream`);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     url.searchParams.set("after", String(o.after ?? 0));
+    if (o.tail !== undefined) url.searchParams.set("tail", String(o.tail));
     const stream = new EventStream(this.webSocket(url.toString(), { authorization: `Bearer ${this.token}` }), o.after ?? 0);
     await stream.ready();
     return stream;
+  }
+
+  // ---- Chaining ------------------------------------------------------------------------
+
+  /** Whether the environment takes forwarded work and from whom, with its routing rules. */
+  getGateway(idOrName: string) {
+    return this.call(z.object({ gateway: Gateway, routing: Routing }), "GET", `${env(idOrName)}/gateway`);
+  }
+
+  async setGateway(idOrName: string, gateway: z.input<typeof Gateway>) {
+    return (await this.call(z.object({ gateway: Gateway }), "PUT", `${env(idOrName)}/gateway`, { json: gateway })).gateway;
+  }
+
+  async getRoutes(idOrName: string) {
+    return (await this.call(z.object({ routing: Routing }), "GET", `${env(idOrName)}/routes`)).routing;
+  }
+
+  async setRoutes(idOrName: string, routing: z.input<typeof Routing>) {
+    return (await this.call(z.object({ routing: Routing }), "PUT", `${env(idOrName)}/routes`, { json: routing })).routing;
+  }
+
+  /**
+   * Forwards work from an environment (chained exec): by its rules, to a target, along a route, or
+   * to several targets; yields `started`, output, each target's exit/result/error, and `done` after a fan-out.
+   */
+  async *forward(idOrName: string, body: z.input<typeof ForwardBody>, o: { signal?: AbortSignal } = {}): AsyncGenerator<ForwardLine> {
+    const res = await this.request("POST", `${env(idOrName)}/forward`, { json: body, headers: { accept: "application/x-ndjson" }, timeoutMs: 0, signal: o.signal });
+    if (!res.ok) throw await apiError(res);
+    if (!res.body) throw new ApiError(res.status, "unexpected_response", "forward: the stream has no body", null);
+    for await (const line of ndjsonLines(res.body)) {
+      const parsed = ForwardLine.safeParse(line);
+      if (!parsed.success) throw new ApiError(res.status, "unexpected_response", `forward: unexpected line: ${z.prettifyError(parsed.error)}`, null);
+      yield parsed.data;
+    }
+  }
+
+  cancelForward(idOrName: string, forwardId: string) {
+    return this.call(z.object({ cancelled: z.literal(true), hops: z.number().int() }), "POST", `${env(idOrName)}/forward/${enc(forwardId)}/cancel`);
   }
 
   // ---- Hosts, providers, tokens ----------------------------------------------------------

@@ -4,7 +4,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import WebSocket from "ws";
@@ -58,7 +58,7 @@ beforeAll(async () => {
   bundle = join(h.dir, "outpost.js");
   const build = spawn(process.execPath, [join(ROOT, "cli", "build.mjs"), "--outfile", bundle], { cwd: join(ROOT, "cli"), stdio: "inherit" });
   expect(await new Promise((r) => build.on("close", r))).toBe(0);
-});
+}, 180_000);
 afterAll(async () => {
   await h?.close();
 });
@@ -248,6 +248,39 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     await expect(client.streamEvents("no-such-env")).rejects.toMatchObject({ status: 404, code: "not_found" });
     const refused = new Client(h.cp.url, "bad.token.here", { webSocket: (url, headers) => new WebSocket(url, { headers }) });
     await expect(refused.streamEvents(NAME)).rejects.toBeInstanceOf(ApiError);
+  });
+
+  it("forward (chained exec): a command runs in another environment through this one; output and exit code come back", async () => {
+    const other = `${NAME}-b`;
+    const created = parsed(await outpost(["env", "create", other, "--provider", "local", "--json"], { env: admin() }));
+    const { workspace } = await h.workspace();
+    const agent = h.agent({ token: created.agentToken, workspace });
+    await h.admin.waitForEnvironment(other, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
+
+    const closed = await outpost(["forward", NAME, "--to", other, "--", "true"], { env: admin() });
+    expect(closed.code).toBe(1);
+    expect(closed.stderr).toMatch(/HTTP 403|gateway|forbidden/i);
+
+    const gw = parsed(await outpost(["gateway", "set", other, "--accept", "--allow-from", NAME, "--json"], { env: admin() }));
+    expect(gw.gateway).toMatchObject({ accept: true, allowFrom: [NAME] });
+    const r = await outpost(["forward", NAME, "--to", other, "--", "sh", "-c", "echo from-b; pwd; exit 5"], { env: admin() });
+    expect(r.code, r.stderr).toBe(5);
+    expect(r.stdout.toString()).toBe(`from-b\n${realpathSync(workspace)}\n`);
+
+    const lines = (await outpost(["forward", NAME, "--to", other, "--json", "--", "echo", "j"], { env: admin() })).stdout
+      .toString()
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { type: string; route?: string[] });
+    expect(lines[0]?.type).toBe("started");
+    expect(lines.at(-1)).toMatchObject({ type: "exit", exitCode: 0 });
+    expect(lines.at(-1)?.route?.length).toBe(2);
+
+    parsed(await outpost(["routes", "set", NAME, "--rule", `exec=${other}`, "--json"], { env: admin() }));
+    const byRule = await outpost(["forward", NAME, "--", "sh", "-c", "exit 9"], { env: admin() });
+    expect(byRule.code, byRule.stderr).toBe(9);
+    const got = parsed(await outpost(["gateway", "get", NAME, "--json"], { env: admin() }));
+    expect(got.routing.rules).toEqual([{ match: "exec", to: other }]);
   });
 
   it("env stop and env rm change its state; the agent is told and exits", async () => {

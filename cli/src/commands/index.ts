@@ -1,9 +1,10 @@
 import type { Command } from "../command.js";
 import { adminCommands } from "./admin.js";
+import { chainingCommands } from "./chaining.js";
 import { envCommands } from "./env.js";
 import { execCommand } from "./exec.js";
 import { fileCommands } from "./files.js";
 import { logsCommand } from "./logs.js";
 import { runCommands } from "./runs.js";
 
-export const COMMANDS: Command[] = [...envCommands, execCommand, ...fileCommands, ...runCommands, logsCommand, ...adminCommands];
+export const COMMANDS: Command[] = [...envCommands, execCommand, ...fileCommands, ...runCommands, logsCommand, ...chainingCommands, ...adminCommands];

@@ -11,7 +11,7 @@ export function eventLine(e: EnvironmentEvent): string {
   return `${String(e.seq).padStart(6)}  ${e.at}  ${e.type}${data}`;
 }
 
-async function follow(ctx: Context, ref: string, after: number): Promise<number> {
+async function follow(ctx: Context, ref: string, after: number, tail: number | undefined): Promise<number> {
   let last = after;
   let stream: EventStream | null = null;
   let stopped = false;
@@ -21,7 +21,8 @@ async function follow(ctx: Context, ref: string, after: number): Promise<number>
   });
   for (let attempt = 0; !stopped; ) {
     try {
-      stream = await ctx.client().streamEvents(ref, { after: last });
+      // the tail applies to the first connection only; a reconnect resumes after the last event shown
+      stream = await ctx.client().streamEvents(ref, { after: last, tail: last === after ? tail : undefined });
       attempt = 0;
       for await (const e of stream) {
         last = e.seq;
@@ -47,6 +48,7 @@ export const logsCommand: Command = {
     follow: { type: "boolean", short: "f", description: "keep printing new events as they happen" },
     after: { type: "string", value: "SEQ", description: "only events after this seq" },
     limit: { type: "string", value: "N", description: "without -f: at most N events (default 1000)" },
+    tail: { type: "string", value: "N", description: "with -f: start with at most the newest N events (0: only new ones)" },
   },
   json: true,
   positionals: { min: 1, max: 1 },
@@ -54,7 +56,7 @@ export const logsCommand: Command = {
   async run(ctx, [ref], v) {
     ctx.about(ref!);
     const after = integer(str(v.after), "--after") ?? 0;
-    if (v.follow === true) return follow(ctx, ref!, after);
+    if (v.follow === true) return follow(ctx, ref!, after, integer(str(v.tail), "--tail"));
     const limit = integer(str(v.limit), "--limit", 1) ?? 1000;
     const events: EnvironmentEvent[] = [];
     let next = after;
