@@ -3,6 +3,7 @@ import { limitAuthFailures } from "./auth-failures.js";
 import type { Env } from "./env.js";
 import { problemFromError, problemResponse } from "./problem.js";
 import { chaining } from "./routes/chaining.js";
+import { children } from "./routes/children.js";
 import { connect } from "./routes/connect.js";
 import { environments } from "./routes/environments.js";
 import { events } from "./routes/events.js";
@@ -27,6 +28,7 @@ export const app = new Hono<{ Bindings: Env }>()
   .route("/v1/environments", files)
   .route("/v1/environments", environmentRuns)
   .route("/v1/environments", chaining)
+  .route("/v1/environments", children)
   .route("/v1/runs", runs)
   .route("/v1/hosts", hostConnect)
   .route("/v1/hosts", hosts)

@@ -9,3 +9,4 @@ export * from "./providers.js";
 export * from "./chaining.js";
 export * from "./http.js";
 export * from "./snapshots.js";
+export * from "./spawn.js";

@@ -48,6 +48,7 @@ import {
   RunsQuery,
 } from "@outpost/protocol";
 import { CHAINING_ROUTES } from "./chaining-routes.js";
+import { CHILDREN_ROUTES } from "./children-routes.js";
 import type { RouteSpec } from "./spec.js";
 import { SNAPSHOT_ROUTES } from "./snapshot-routes.js";
 
@@ -259,5 +260,6 @@ export const ROUTES: RouteSpec[] = [
   { id: "listProviders", method: "get", path: "/v1/providers", tag: "providers", summary: "Installed providers and which hosts offer them", auth: "viewer", responses: { 200: ProviderList } },
   { id: "uninstallProvider", method: "delete", path: "/v1/providers/{id}", tag: "providers", summary: "Uninstall a provider", auth: "admin", params: { id: "the provider id" }, responses: { 200: Deleted } },
   ...CHAINING_ROUTES,
+  ...CHILDREN_ROUTES,
   ...SNAPSHOT_ROUTES,
 ];

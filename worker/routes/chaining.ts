@@ -53,7 +53,7 @@ async function target(c: Context<App>) {
 }
 
 /** Who forwards: an operator of the org, or the environment's own agent (its token names it). */
-async function forwarder(c: Context<App>): Promise<{ org: string; id: string; agentGen?: number }> {
+export async function forwarder(c: Context<App>): Promise<{ org: string; id: string; agentGen?: number }> {
   const token = bearerToken(c.req.raw);
   let audience: unknown;
   try {

@@ -1,0 +1,81 @@
+/** Hierarchical environments in workerd: spawn scope, limits, the tree, and the cascade. */
+import { describe, expect, it } from "vitest";
+import { call, createEnvironment, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
+
+type Created = { environment: { id: string; name: string; state: string }; agentToken: string };
+const spawn = (token: string, parent: string, body: unknown) => call("POST", `/v1/environments/${parent}/children`, { token, json: body });
+const stateOf = async (token: string, id: string) => ((await (await call("GET", `/v1/environments/${id}`, { token })).json()) as { environment: { state: string } }).environment.state;
+const eventTypes = async (token: string, env: string) => ((await (await call("GET", `/v1/environments/${env}/events`, { token })).json()) as { events: Array<{ type: string }> }).events.map((e) => e.type);
+
+describe("hierarchical environments", () => {
+  it("a parent without the scope may not spawn (403); with it, its agent spawns children within the limits", async () => {
+    const token = await userToken({ org: "tree-1" });
+    const parent = await createEnvironment(token, "parent");
+    const refused = await expectProblem(await spawn(parent.agentToken, parent.environment.id, { name: "kid", provider: "local" }), 403, "forbidden");
+    expect(refused.detail).toMatch(/no spawn scope/);
+    const operator = await userToken({ org: "tree-1", role: "operator" });
+    await expectProblem(await call("PUT", `/v1/environments/parent/spawn`, { token: operator, json: { spawn: { maxChildren: 2 } } }), 403, "forbidden");
+    const granted = await call("PUT", `/v1/environments/parent/spawn`, { token, json: { spawn: { maxChildren: 2, maxDepth: 2, providers: ["local"] } } });
+    expect(await granted.json()).toEqual({ spawn: { maxChildren: 2, maxDepth: 2, providers: ["local"] } });
+
+    const one = await spawn(parent.agentToken, parent.environment.id, { name: "kid-1", provider: "local", spawn: { maxChildren: 1, maxDepth: 1 } });
+    expect(one.status).toBe(201);
+    const kid1 = (await one.json()) as Created;
+    expect(kid1.agentToken).toEqual(expect.any(String));
+    await expectProblem(await spawn(parent.agentToken, parent.environment.id, { name: "kid-x", provider: "docker" }), 403, "forbidden");
+    const two = (await (await spawn(token, "parent", { name: "kid-2", provider: "local", keep: true })).json()) as Created;
+    const full = await expectProblem(await spawn(parent.agentToken, parent.environment.id, { name: "kid-3", provider: "local" }), 409, "children_limit");
+    expect(full.detail).toMatch(/maxChildren 2/);
+    // kid-1 may spawn one of its own; that grandchild may not be granted any further depth.
+    const grand = (await (await spawn(kid1.agentToken, kid1.environment.id, { name: "grandkid", provider: "local" })).json()) as Created;
+    await expectProblem(await spawn(kid1.agentToken, kid1.environment.id, { name: "grandkid-2", provider: "local" }), 409, "children_limit");
+    await expectProblem(await spawn(grand.agentToken, grand.environment.id, { name: "too-deep", provider: "local" }), 403, "forbidden");
+    // An agent token spawns only from its own environment.
+    await expectProblem(await spawn(kid1.agentToken, parent.environment.id, { name: "kid-9", provider: "local" }), 403, "forbidden");
+
+    const tree = (await (await call("GET", `/v1/environments/parent/children`, { token })).json()) as { tree: { name: string; children: Array<{ name: string; keep: boolean; children: Array<{ name: string }> }> } };
+    expect(tree.tree.name).toBe("parent");
+    expect(tree.tree.children.map((c) => [c.name, c.keep, c.children.map((g) => g.name)]).sort()).toEqual([["kid-1", false, ["grandkid"]], ["kid-2", true, []]]);
+    expect(await eventTypes(token, "parent")).toEqual(expect.arrayContaining(["spawn.granted", "child.spawned"]));
+    expect(await eventTypes(token, "kid-1")).toEqual(expect.arrayContaining(["environment.spawned_by", "child.spawned"]));
+
+    // Archiving the parent archives its children and theirs, but keeps a child spawned with keep.
+    expect((await call("DELETE", `/v1/environments/parent`, { token })).status).toBe(200);
+    expect(await stateOf(token, kid1.environment.id)).toBe("archived");
+    expect(await stateOf(token, grand.environment.id)).toBe("archived");
+    expect(await stateOf(token, two.environment.id)).toBe("created");
+    expect(await eventTypes(token, kid1.environment.id)).toContain("parent.archived");
+    expect(await eventTypes(token, parent.environment.id)).toContain("child.archived");
+  });
+
+  it("a parent closes its own child, and only its own", async () => {
+    const token = await userToken({ org: "tree-2" });
+    const parent = await createEnvironment(token, "p");
+    const other = await createEnvironment(token, "other");
+    await call("PUT", `/v1/environments/p/spawn`, { token, json: { spawn: {} } });
+    const kid = (await (await spawn(parent.agentToken, parent.environment.id, { name: "k", provider: "local" })).json()) as Created;
+    await expectProblem(await call("DELETE", `/v1/environments/${parent.environment.id}/children/other`, { token: parent.agentToken }), 404, "not_found");
+    const closed = await call("DELETE", `/v1/environments/${parent.environment.id}/children/k`, { token: parent.agentToken });
+    expect(closed.status).toBe(200);
+    expect(await stateOf(token, kid.environment.id)).toBe("archived");
+    expect(await eventTypes(token, "p")).toContain("child.closed");
+    void other;
+  });
+
+  it("stopping a running parent stops its running children", async () => {
+    const token = await userToken({ org: "tree-3" });
+    const lifecycle = { stopTimeoutMs: 50 };
+    const parent = (await (await call("POST", "/v1/environments", { token, json: { name: "p", provider: "local", lifecycle } })).json()) as Created;
+    await call("PUT", `/v1/environments/p/spawn`, { token, json: { spawn: {} } });
+    const kid = (await (await spawn(parent.agentToken, parent.environment.id, { name: "k", provider: "local", lifecycle })).json()) as Created;
+    for (const e of [parent, kid]) {
+      const agent = await TestAgent.connect(e.environment.id, e.agentToken);
+      agent.hello();
+      await agent.next("welcome");
+      await eventually(async () => (await stateOf(token, e.environment.id)) === "running");
+    }
+    expect((await call("POST", `/v1/environments/p/stop`, { token })).status).toBe(200);
+    expect(await stateOf(token, kid.environment.id)).toBe("stopped");
+    expect(await eventTypes(token, "k")).toContain("parent.stopped");
+  });
+});

@@ -1,0 +1,105 @@
+/**
+ * Hierarchical environments in the org's index (D1): the spawn scope, the parent link, the tree,
+ * the limits a spawn is held to, and the cascade when a parent is stopped or archived.
+ */
+import { SpawnGrant, type Environment, type EnvironmentTreeNode, type SpawnBody } from "@outpost/protocol";
+import { createEnvironment } from "./create-environment.js";
+import type { Env } from "./env.js";
+import { unwrap } from "./outcome.js";
+import { HttpError } from "./problem.js";
+import { environmentStub } from "./stub.js";
+
+interface Node {
+  id: string;
+  name: string;
+  state: string;
+  provider: string;
+  parent_id: string | null;
+  depth: number;
+  spawn: string | null;
+  keep: number;
+}
+
+async function node(db: D1Database, org: string, id: string): Promise<Node | null> {
+  return db.prepare("SELECT id, name, state, provider, parent_id, depth, spawn, keep FROM environments WHERE org = ? AND id = ?").bind(org, id).first<Node>();
+}
+
+export async function setSpawnScope(db: D1Database, org: string, id: string, grant: SpawnGrant | null): Promise<void> {
+  await db.prepare("UPDATE environments SET spawn = ? WHERE org = ? AND id = ?").bind(grant ? JSON.stringify(grant) : null, org, id).run();
+}
+
+export async function spawnScope(db: D1Database, org: string, id: string): Promise<SpawnGrant | null> {
+  const n = await node(db, org, id);
+  return n?.spawn ? SpawnGrant.parse(JSON.parse(n.spawn)) : null;
+}
+
+/** Creates a child of `parentId` within the parent's scope: 403 outside it, 409 at a limit. */
+export async function spawnChild(env: Env, org: string, parentId: string, body: SpawnBody, origin: string): Promise<{ environment: Environment; agentToken: string }> {
+  const parent = await node(env.DB, org, parentId);
+  if (!parent || parent.state === "archived") throw new HttpError(404, "not_found", "No such environment.");
+  if (!parent.spawn) throw new HttpError(403, "forbidden", `Environment '${parent.name}' may not spawn children: it has no spawn scope (PUT /v1/environments/${parent.name}/spawn).`);
+  const grant = SpawnGrant.parse(JSON.parse(parent.spawn));
+  if (grant.providers && body.provider && !grant.providers.includes(body.provider)) {
+    throw new HttpError(403, "forbidden", `Environment '${parent.name}' may spawn children with providers ${grant.providers.join(", ")} only, not '${body.provider}'.`);
+  }
+  if (grant.providers && !body.provider) throw new HttpError(403, "forbidden", `Environment '${parent.name}' must name one of its allowed providers (${grant.providers.join(", ")}).`);
+  const wanted = body.requires?.capabilities ?? [];
+  const refused = grant.capabilities ? wanted.filter((c) => !grant.capabilities!.includes(c)) : [];
+  if (refused.length) throw new HttpError(403, "forbidden", `Environment '${parent.name}' may not spawn children requiring ${refused.join(", ")}.`);
+  if (body.spawn) {
+    if (grant.maxDepth <= 1) throw new HttpError(409, "depth_limit", `Depth limit: children of '${parent.name}' may not spawn their own (maxDepth ${grant.maxDepth}).`, { maxDepth: grant.maxDepth });
+    if (body.spawn.maxDepth > grant.maxDepth - 1 || body.spawn.maxChildren > grant.maxChildren) {
+      throw new HttpError(403, "forbidden", `A child's spawn scope must stay within its parent's: maxDepth ≤ ${grant.maxDepth - 1}, maxChildren ≤ ${grant.maxChildren}.`);
+    }
+  }
+  const count = await env.DB.prepare("SELECT COUNT(*) AS n FROM environments WHERE org = ? AND parent_id = ? AND state <> 'archived'").bind(org, parentId).first<{ n: number }>();
+  if ((count?.n ?? 0) >= grant.maxChildren) {
+    throw new HttpError(409, "children_limit", `Environment '${parent.name}' already has ${count?.n} children (maxChildren ${grant.maxChildren}); close one first.`, { maxChildren: grant.maxChildren });
+  }
+  const { keep, spawn, ...create } = body;
+  const child = await createEnvironment(env, org, create, origin);
+  const childSpawn = spawn ? { ...spawn, providers: spawn.providers ?? grant.providers, capabilities: spawn.capabilities ?? grant.capabilities } : null;
+  await env.DB.prepare("UPDATE environments SET parent_id = ?, depth = ?, keep = ?, spawn = ? WHERE org = ? AND id = ?")
+    .bind(parentId, parent.depth + 1, keep ? 1 : 0, childSpawn ? JSON.stringify(childSpawn) : null, org, child.environment.id)
+    .run();
+  await environmentStub(env, org, parentId).noteProviderEvent("child.spawned", { child: child.environment.id, name: child.environment.name, provider: child.environment.provider, keep: !!keep });
+  await environmentStub(env, org, child.environment.id).noteProviderEvent("environment.spawned_by", { parent: parentId, name: parent.name, depth: parent.depth + 1 });
+  return child;
+}
+
+/** Whether `childId` is a child of `parentId` (what a parent may close). */
+export async function isChildOf(db: D1Database, org: string, childId: string, parentId: string): Promise<boolean> {
+  return (await node(db, org, childId))?.parent_id === parentId;
+}
+
+/** The environment and everything below it. */
+export async function tree(db: D1Database, org: string, rootId: string): Promise<EnvironmentTreeNode | null> {
+  const { results } = await db
+    .prepare(
+      `WITH RECURSIVE t(id) AS (SELECT ? UNION ALL SELECT e.id FROM environments e JOIN t ON e.parent_id = t.id WHERE e.org = ?)
+       SELECT e.id, e.name, e.state, e.provider, e.parent_id, e.depth, e.spawn, e.keep FROM environments e JOIN t ON e.id = t.id WHERE e.org = ? LIMIT 10000`,
+    )
+    .bind(rootId, org, org)
+    .all<Node>();
+  const byId = new Map(results.map((r) => [r.id, { id: r.id, name: r.name, state: r.state, provider: r.provider, keep: r.keep === 1, children: [] as EnvironmentTreeNode[] }]));
+  for (const r of results) if (r.id !== rootId && r.parent_id) byId.get(r.parent_id)?.children.push(byId.get(r.id)!);
+  return byId.get(rootId) ?? null;
+}
+
+/**
+ * A parent was stopped or archived: its children follow (depth first, so grandchildren go first),
+ * except those spawned with `keep`. Each child's and the parent's event logs record it.
+ */
+export async function cascade(env: Env, org: string, parentId: string, action: "stop" | "archive"): Promise<void> {
+  const { results } = await env.DB.prepare("SELECT id, name, state, keep FROM environments WHERE org = ? AND parent_id = ? AND state <> 'archived'").bind(org, parentId).all<Node>();
+  for (const child of results) {
+    if (child.keep) continue;
+    if (action === "stop" && (child.state === "stopped" || child.state === "created")) continue;
+    await cascade(env, org, child.id, action);
+    const stub = environmentStub(env, org, child.id);
+    const done = action === "archive" ? await stub.archive() : await stub.stop();
+    unwrap(done);
+    await stub.noteProviderEvent(`parent.${action === "archive" ? "archived" : "stopped"}`, { parent: parentId, cascaded: true });
+    await environmentStub(env, org, parentId).noteProviderEvent(`child.${action === "archive" ? "archived" : "stopped"}`, { child: child.id, name: child.name });
+  }
+}

@@ -1,0 +1,67 @@
+/** Creating an environment: placement on a provider host, config, the index row, the object, the agent token. */
+import { LifecycleSettings, mergeConfig, type CreateEnvironmentBody, type Environment } from "@outpost/protocol";
+import { signAgentToken } from "./auth.js";
+import type { Env } from "./env.js";
+import { insertEnvironment, removeEnvironment } from "./environment-index.js";
+import { newEnvironmentId } from "./ids.js";
+import { unwrap } from "./outcome.js";
+import { HttpError } from "./problem.js";
+import { remoteSecretKeys } from "./remote.js";
+import { registryStub } from "./routes/hosts.js";
+import { installedConfig } from "./routes/providers.js";
+import { environmentStub } from "./stub.js";
+
+/** `origin` is the control plane's URL as the caller reached it (a placed environment's agent dials it). */
+export async function createEnvironment(env: Env, org: string, body: CreateEnvironmentBody, origin: string): Promise<{ environment: Environment; agentToken: string }> {
+  const placed = await placement(env, org, body);
+  const provider = placed?.provider.id ?? body.provider!;
+  let config = body.config ?? {};
+  if (placed) {
+    const merged = mergeConfig(placed.provider.config, [
+      { name: "installed", values: await installedConfig(env.DB, org, provider) },
+      { name: "config", values: body.config },
+    ]);
+    if (!merged.ok) throw new HttpError(400, "bad_request", `Invalid config for provider '${provider}': ${merged.errors.join("; ")}`, { errors: merged.errors.map((m) => ({ path: m.split(":")[0]!, message: m })) });
+    config = merged.config;
+  }
+  const secretKeys = placed ? Object.entries(placed.provider.config).filter(([, f]) => f.secret).map(([k]) => k) : remoteSecretKeys(provider, config);
+  const id = newEnvironmentId();
+  const at = new Date().toISOString();
+  await insertEnvironment(env.DB, org, { id, name: body.name, provider, state: "created", createdAt: at, updatedAt: at });
+  const stub = environmentStub(env, org, id);
+  const created = await stub
+    .create({
+      id,
+      org,
+      name: body.name,
+      provider,
+      configJson: JSON.stringify(config),
+      metadataJson: JSON.stringify(body.metadata ?? {}),
+      lifecycleJson: JSON.stringify(body.lifecycle ?? LifecycleSettings.parse({})),
+      createdAt: at,
+      host: placed?.host,
+      controlUrl: origin,
+      secretKeys,
+    })
+    .catch(async (e: unknown) => {
+      await removeEnvironment(env.DB, org, id); // keep the index free of records no object holds
+      throw e;
+    });
+  let environment = unwrap(created);
+  if (placed) environment = unwrap(await stub.provision());
+  const agentToken = await signAgentToken(env, { sub: id, org, gen: 1 });
+  return { environment, agentToken };
+}
+
+/**
+ * A provider host for the environment, when one should create it: always when the body states
+ * requirements or pins a host (409 when none can), and when a connected host offers the named
+ * provider. Otherwise the environment waits for an agent that someone starts by hand.
+ */
+async function placement(env: Env, org: string, body: CreateEnvironmentBody) {
+  const strict = body.requires !== undefined || body.host !== undefined;
+  const placed = await registryStub(env, org).place({ provider: body.provider, capabilities: body.requires?.capabilities, host: body.host });
+  if (placed.ok) return placed;
+  if (strict) throw new HttpError(409, "conflict", `Cannot place environment '${body.name}': ${placed.reason}.`);
+  return null;
+}
