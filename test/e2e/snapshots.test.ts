@@ -7,7 +7,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { lstat, readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -80,6 +80,30 @@ async function r2Blob(size: number): Promise<string> {
   }
   expect(found, "exactly one R2 blob of the bundle's size").toHaveLength(1);
   return found[0]!;
+}
+
+/** workerd processes under this control plane's wrangler (the Worker and its Durable Objects). */
+function workerdPids(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (pid: number) => {
+    for (const c of children.get(pid) ?? []) {
+      if (readFileSync(`/proc/${c}/comm`, "utf8").trim() === "workerd") out.push(c);
+      walk(c);
+    }
+  };
+  walk(root);
+  return out;
 }
 
 function rssPeak(pid: number): number {
@@ -295,9 +319,13 @@ describe("a 200 MB workspace", () => {
       small,
     );
     const B = await serve("big-b", undefined, small);
+    const workerd = workerdPids(h.cp.pid);
+    expect(workerd.length).toBeGreaterThan(0);
+    const workerdBefore = Math.max(...workerd.map(rssPeak));
     const t0 = Date.now();
     const { snapshot } = await post<{ snapshot: Snapshot }>("/v1/snapshots", { environment: A.id, export: { format: "bundle" } }, 300_000);
     const t1 = Date.now();
+    const workerdExported = Math.max(...workerd.map(rssPeak));
     const exp = snapshot.exports[0]!;
     expect(snapshot.bytes).toBe(200 * MB);
     expect(exp.size).toBeGreaterThan(200 * MB);
@@ -306,10 +334,14 @@ describe("a 200 MB workspace", () => {
     expect(await checksums(B.workspace)).toEqual(await checksums(A.workspace));
     const peakA = rssPeak(A.agent.pid);
     const peakB = rssPeak(B.agent.pid);
+    const workerdAfter = Math.max(...workerd.map(rssPeak));
     console.log(
       `200 MB workspace: bundle ${exp.size} B; snapshot + export ${((t1 - t0) / 1000).toFixed(1)} s, import ${((t2 - t1) / 1000).toFixed(1)} s; ` +
-        `agent peak RSS: A ${(peakA / MB).toFixed(0)} MB, B ${(peakB / MB).toFixed(0)} MB`,
+        `agent peak RSS: A ${(peakA / MB).toFixed(0)} MB, B ${(peakB / MB).toFixed(0)} MB; ` +
+        `workerd (Worker, objects and local R2) peak RSS ${(workerdBefore / MB).toFixed(0)} MB before, ${(workerdExported / MB).toFixed(0)} MB after the export, ${(workerdAfter / MB).toFixed(0)} MB after the import`,
     );
+    // The control plane streamed: its peak grew by less than the bundle that went through it twice.
+    expect(workerdAfter - workerdBefore).toBeLessThan(200 * MB);
     // Neither agent ever held the workspace, or the bundle, in memory (nor crashed under its capped heap).
     expect(A.agent.alive() && B.agent.alive()).toBe(true);
     expect(peakA).toBeLessThan(200 * MB);
