@@ -1,13 +1,14 @@
 /**
  * The conformance kit (npm run conformance) over every provider in the repo that can run here, one
- * control plane for all: local, worktree, sandbox (bubblewrap) and docker each pass every step of
- * the contract through real hosts and agents. The cloud providers are checked against fakes of their
+ * control plane for all: local, worktree, sandbox (bubblewrap), docker and the worked example under
+ * examples/ each pass every step of the contract through real hosts and agents. The cloud providers are checked against fakes of their
  * services in test/unit (a fake cannot run an agent). Sandbox and docker say why when they skip.
  */
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatResults, runConformance, STEPS } from "../../scripts/lib/conformance.js";
+import { ROOT } from "../../scripts/lib/dev-vars.js";
 import { startHarness, type Harness } from "./helpers.js";
 import { bwrapUnavailable, dockerUnavailable, skipReason } from "./requirements.js";
 
@@ -19,7 +20,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function conforms(provider: string, o: { config?: Record<string, unknown>; leftovers?: (env: { id: string }) => string[] } = {}): Promise<void> {
+async function conforms(provider: string, o: { config?: Record<string, unknown>; providerDirs?: string[]; leftovers?: (env: { id: string }) => string[] } = {}): Promise<void> {
   const results = await runConformance({ provider, admin: h.admin, dir: join(h.dir, `conformance-${provider}`), stepTimeoutMs: 30_000, ...o });
   const table = formatResults(provider, results);
   console.log(table);
@@ -40,6 +41,10 @@ describe("every provider passes the conformance kit", () => {
     await conforms("worktree", { config: { repository: repo } });
     expect(git("branch", "--list", "outpost/*").trim()).toBe("");
     expect(git("worktree", "list").trim().split("\n")).toHaveLength(1);
+  });
+
+  it("the worked example, examples/scratch-provider (an external provider loaded with --provider-dir)", async () => {
+    await conforms("scratch", { providerDirs: [join(ROOT, "examples", "scratch-provider")], config: { welcome: "hello from the example\n" } });
   });
 
   it.skipIf(skipReason("the sandbox provider's conformance", bwrapUnavailable()))("sandbox", async () => {
