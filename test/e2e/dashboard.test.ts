@@ -29,6 +29,7 @@ const problems: string[] = [];
 /** Every HTTP request and WebSocket the page opened, to check where the token travels. */
 const requested: string[] = [];
 const sockets: string[] = [];
+let viewerToken = "";
 // page.evaluate takes source strings here: this project's Node types have no DOM.
 
 async function startAgent() {
@@ -65,8 +66,8 @@ beforeAll(async () => {
   page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
   page.on("request", (r) => requested.push(r.url()));
   page.on("websocket", (ws) => sockets.push(ws.url()));
-  // The refused sign-in's 401 is the one failed load the tests cause on purpose.
-  page.on("console", (m) => m.type() === "error" && !/status of 401/.test(m.text()) && problems.push(`console: ${m.text()}`));
+  // The refused sign-in (401) and the viewer's refused action (403) are the failed loads the tests cause on purpose.
+  page.on("console", (m) => m.type() === "error" && !/status of 40[13] /.test(m.text()) && problems.push(`console: ${m.text()}`));
 }, 90_000);
 
 afterAll(async () => {
@@ -227,19 +228,35 @@ describe("the dashboard in headless Chromium", () => {
     expect(await page.locator("[data-test=action-message]").textContent()).toBe("");
   });
 
+  it("signs out, and a viewer's token shows the pages but its actions are refused by the API", async () => {
+    await page.locator("[data-test=signout]").click();
+    await page.locator("#token").waitFor();
+    expect(await page.evaluate("sessionStorage.getItem('outpost.token') ?? localStorage.getItem('outpost.token')")).toBeNull();
+    viewerToken = (await h.client("viewer")).token;
+    await page.locator("#token").fill(viewerToken);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    // signing in returns to the page the sign-out left
+    await page.locator("[data-test=env-header] h1").getByText(NAME).waitFor();
+    expect(await page.locator("[data-test=who]").textContent()).toContain("viewer");
+    await page.locator("[data-action=start]").click();
+    await page.locator("dialog#confirm [data-test=confirm-ok]").click();
+    await expect.poll(() => page.locator("[data-test=action-message]").textContent()).toMatch(/^start refused \(403\): .*'operator' role/);
+    await stateBadge("[data-test=env-header]").and(page.locator("[data-state=stopped]")).waitFor();
+  });
+
   it("logged no page errors or console errors (CSP violations included)", () => {
     expect(problems).toEqual([]);
   });
 
   it("put the token in no URL but the event stream's documented ?access_token=", () => {
-    const token = h.admin.token;
+    const tokens = [h.admin.token, viewerToken];
     expect(requested.length).toBeGreaterThan(10);
-    expect(requested.filter((u) => u.includes(token))).toEqual([]);
+    expect(requested.filter((u) => tokens.some((t) => u.includes(t)) || u.includes("access_token"))).toEqual([]);
     expect(sockets.length).toBeGreaterThan(0);
     for (const url of sockets) {
       const u = new URL(url);
       expect(u.pathname).toMatch(/^\/v1\/environments\/[^/]+\/events\/stream$/);
-      expect(u.searchParams.get("access_token")).toBe(token);
+      expect(tokens).toContain(u.searchParams.get("access_token"));
     }
   });
 });
