@@ -54,7 +54,14 @@ class Components {
 
   schemas(): Record<string, Json> {
     const { schemas } = z.toJSONSchema(this.registry, { uri: (id) => `#/components/schemas/${id}`, io: "output", unrepresentable: "any" });
-    return Object.fromEntries(Object.entries(schemas).map(([id, s]) => [id, strip(s as Json)]));
+    // zod puts a schema that several registered ones use, but which has no id of its own, under
+    // `__shared` as `$defs` and points at it as `…/__shared#/$defs/NAME`, a ref OpenAPI cannot
+    // resolve: each such schema becomes a component of its own, `Shared_NAME`, and the refs follow.
+    const { __shared: shared, ...named } = schemas as Record<string, Json>;
+    const all: Record<string, Json> = { ...named };
+    for (const [name, def] of Object.entries((shared?.$defs ?? {}) as Record<string, Json>)) all[`Shared_${name}`] = def;
+    const text = JSON.stringify(all).replaceAll("#/components/schemas/__shared#/$defs/", "#/components/schemas/Shared_");
+    return Object.fromEntries(Object.entries(JSON.parse(text) as Record<string, Json>).map(([id, s]) => [id, strip(s)]));
   }
 }
 
