@@ -60,8 +60,8 @@ describe.skipIf(skipReason("the agent image test", dockerUnavailable()))("deploy
     expect(who).toMatchObject({ exitCode: 0, stdout: "1000 /home/outpost/workspace /home/outpost" });
     expect(await h.admin.writeFile(environment.id, "from-the-api.txt", "written through the edge\n")).toEqual({ size: 25 });
     expect((await h.admin.exec(environment.id, { command: ["cat", "from-the-api.txt"] })).stdout).toBe("written through the edge\n");
-    // The state file lives beside the workspace, not in it.
-    expect((await h.admin.exec(environment.id, { command: ["ls", "-A", "/home/outpost/state"] })).stdout).toBe("agent.json\n");
+    // The state file (and the forward endpoint's file beside it) live beside the workspace, not in it.
+    expect((await h.admin.exec(environment.id, { command: ["ls", "-A", "/home/outpost/state"] })).stdout).toBe("agent.json\nagent.json.endpoint.json\n");
   });
 
   it("exits 0 on docker stop, and the environment records the clean disconnect", async () => {
