@@ -218,7 +218,7 @@ function toOutcome(r: ReplyOutcome): Outcome<unknown> {
 }
 
 /** Re-slices a byte stream into pieces of exactly `size` bytes (the last may be shorter). */
-async function* rechunk(body: ReadableStream<Uint8Array>, size: number): AsyncGenerator<Uint8Array> {
+export async function* rechunk(body: ReadableStream<Uint8Array>, size: number): AsyncGenerator<Uint8Array> {
   let buf = new Uint8Array(size);
   let used = 0;
   for await (const part of body as unknown as AsyncIterable<Uint8Array>) {

@@ -18,7 +18,7 @@ import {
   type SnapshotTaken,
 } from "@outpost/protocol";
 import { fail, ok, type Outcome } from "./outcome.js";
-import type { RelayHost } from "./relay.js";
+import { rechunk, type RelayHost } from "./relay.js";
 
 export const PROGRESS_EVERY_MS = 1_000;
 
@@ -172,27 +172,6 @@ export class SnapshotRelay {
     });
     return ok(pipe.readable);
   }
-}
-
-/** Re-slices a byte stream into pieces of exactly `size` bytes (the last may be shorter). */
-async function* rechunk(body: ReadableStream<Uint8Array>, size: number): AsyncGenerator<Uint8Array> {
-  let buf = new Uint8Array(size);
-  let used = 0;
-  for await (const part of body as unknown as AsyncIterable<Uint8Array>) {
-    let offset = 0;
-    while (offset < part.length) {
-      const take = Math.min(size - used, part.length - offset);
-      buf.set(part.subarray(offset, offset + take), used);
-      used += take;
-      offset += take;
-      if (used === size) {
-        yield buf;
-        buf = new Uint8Array(size);
-        used = 0;
-      }
-    }
-  }
-  if (used > 0) yield buf.subarray(0, used);
 }
 
 export type { OpResult };
