@@ -98,4 +98,47 @@ describe("provider hosts, end to end", () => {
     expect(events.events.map((e) => e.type)).toContain("provider.recover");
     expect((await h.admin.exec(environment.id, { command: ["true"] })).exitCode).toBe(0);
   });
+
+  it("a team: two hosts in one org with different names, providers and capabilities; placement by name and by requirement", async () => {
+    await startHost("alice-laptop", ["--providers", "local,worktree", "--capabilities", "node", "--max-environments", "4"]);
+    await startHost("build-server", ["--providers", "local,sandbox", "--capabilities", "python", "--max-environments", "8"]);
+    type HostRow = { name: string; connected: boolean; providers: Array<{ id: string; category: string }>; capabilities: string[]; environments: number; maxEnvironments: number };
+    const team = async () =>
+      ((await (await h.admin.request("GET", "/v1/hosts")).json()) as { hosts: HostRow[] }).hosts
+        .filter((x) => x.name === "alice-laptop" || x.name === "build-server")
+        .sort((a, b) => a.name.localeCompare(b.name));
+    // The registry: each host with its providers, capabilities and load.
+    expect((await team()).map((x) => [x.name, x.connected, x.providers.map((p) => `${p.id}:${p.category}`).sort(), x.capabilities.includes("python"), x.capabilities.includes("node"), x.environments, x.maxEnvironments])).toEqual([
+      ["alice-laptop", true, ["local:local", "worktree:local"], false, true, 0, 4],
+      ["build-server", true, ["local:local", "sandbox:local"], true, false, 0, 8],
+    ]);
+    const create = async (body: Record<string, unknown>) => {
+      const res = await h.admin.request("POST", "/v1/environments", { json: body });
+      expect(res.status, await res.clone().text()).toBe(201);
+      return ((await res.json()) as { environment: Env }).environment;
+    };
+    // The same provider on both: the name decides.
+    const pinned = await create({ name: "team-pinned", provider: "local", host: "build-server" });
+    expect(pinned.host).toBe("build-server");
+    // A requirement only one host meets decides.
+    const needsPython = await create({ name: "team-python", requires: { capabilities: ["python"] } });
+    expect(needsPython.host).toBe("build-server");
+    const needsNode = await create({ name: "team-node", provider: "local", requires: { capabilities: ["node"] } });
+    expect(needsNode.host).toBe("alice-laptop");
+    // A pinned host that does not offer the provider, or lacks a capability: 409 naming why.
+    const refused = await expectProblem(await h.admin.request("POST", "/v1/environments", { json: { name: "team-no", provider: "worktree", host: "build-server" } }), 409, "conflict");
+    expect(refused.detail).toContain("build-server");
+    await expectProblem(await h.admin.request("POST", "/v1/environments", { json: { name: "team-no2", host: "alice-laptop", requires: { capabilities: ["python"] } } }), 409, "conflict");
+    for (const env of [pinned, needsPython, needsNode]) {
+      await waitFor(async () => (await getEnv(env.id)).state === "running", { timeoutMs: 30_000, what: `${env.id} on ${env.host} to run` });
+      expect((await h.admin.exec(env.id, { command: ["pwd"] })).stdout.trim()).toContain(join("hosts", env.host!));
+    }
+    // The load each host reports: two environments on build-server, one on alice-laptop.
+    await waitFor(async () => (await team()).map((x) => x.environments).join() === "1,2", { timeoutMs: 20_000, what: "each host to report its load" });
+    for (const env of [pinned, needsPython, needsNode]) {
+      expect((await h.admin.request("DELETE", `/v1/environments/${env.id}`)).status).toBe(200);
+      await waitFor(() => !existsSync(env.resourceId!), { timeoutMs: 20_000, what: `${env.resourceId} to be removed` });
+    }
+    await waitFor(async () => (await team()).map((x) => x.environments).join() === "0,0", { timeoutMs: 20_000, what: "each host's load to drop to zero" });
+  });
 });
