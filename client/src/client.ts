@@ -33,11 +33,17 @@ import {
   Routing,
   RunList,
   RunResponse,
+  Snapshot,
+  SnapshotExport,
+  SnapshotImportResult,
   type CreateEnvironmentInput,
   type CreateRunBody,
   type EnvironmentState,
   type ExecBody,
   type ForwardBody,
+  type CreateSnapshotBody,
+  type ExportSnapshotBody,
+  type ImportSnapshotBody,
   type HostTokenInput,
   type InstallProviderInput,
 } from "@outpost/protocol";
@@ -308,6 +314,39 @@ export class Client {
 
   cancelForward(idOrName: string, forwardId: string) {
     return this.call(z.object({ cancelled: z.literal(true), hops: z.number().int() }), "POST", `${env(idOrName)}/forward/${enc(forwardId)}/cancel`);
+  }
+
+  // ---- Snapshots -------------------------------------------------------------------------
+
+  /** A commit of the environment's workspace in its shadow repository (exported to R2 too with `export`). */
+  async createSnapshot(body: z.input<typeof CreateSnapshotBody>) {
+    return (await this.call(z.object({ snapshot: Snapshot }), "POST", "/v1/snapshots", { json: body, timeoutMs: 300_000 })).snapshot;
+  }
+
+  async listSnapshots(q: { threadId?: string; environment?: string; limit?: number } = {}) {
+    return (await this.call(z.object({ snapshots: z.array(Snapshot.omit({ exports: true, environments: true })) }), "GET", "/v1/snapshots", { query: q })).snapshots;
+  }
+
+  async getSnapshot(id: string) {
+    return (await this.call(z.object({ snapshot: Snapshot }), "GET", `/v1/snapshots/${enc(id)}`)).snapshot;
+  }
+
+  /** Streams a git bundle (or tar.gz) of the snapshot into R2, with its size and sha256. */
+  exportSnapshot(id: string, body: z.input<typeof ExportSnapshotBody> = {}) {
+    return this.call(z.object({ export: SnapshotExport, snapshot: Snapshot }), "POST", `/v1/snapshots/${enc(id)}/export`, { json: body, timeoutMs: 300_000 });
+  }
+
+  /** An export's bytes, with the size and the sha256 the control plane recorded. */
+  async downloadSnapshotExport(id: string, exportId: string): Promise<{ body: ReadableStream<Uint8Array>; size: number | null; sha256: string | null }> {
+    const res = await this.request("GET", `/v1/snapshots/${enc(id)}/exports/${enc(exportId)}`, { timeoutMs: 0 });
+    if (!res.ok) throw await apiError(res);
+    const length = res.headers.get("content-length");
+    return { body: res.body ?? new Blob([]).stream(), size: length && /^\d+$/.test(length) ? Number(length) : null, sha256: res.headers.get("x-outpost-sha256") };
+  }
+
+  /** Brings a snapshot into an environment (verified before the workspace changes): replace, patch or branch. */
+  importSnapshot(id: string, body: z.input<typeof ImportSnapshotBody>) {
+    return this.call(z.object({ import: SnapshotImportResult.extend({ intoThread: z.string().nullable() }), snapshot: Snapshot }), "POST", `/v1/snapshots/${enc(id)}/import`, { json: body, timeoutMs: 300_000 });
   }
 
   // ---- Hosts, providers, tokens ----------------------------------------------------------

@@ -3,7 +3,7 @@
  * provider-agent: the CLI runs as its built bundle in a child process, exactly as `npx outpost`.
  */
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -63,7 +63,8 @@ afterAll(async () => {
   await h?.close();
 });
 
-describe("the outpost CLI and the typed client, against the real Worker and agent", () => {
+// Each CLI call is a fresh node process loading the bundle: on a loaded machine a test of ten calls takes a while.
+describe("the outpost CLI and the typed client, against the real Worker and agent", { timeout: 240_000 }, () => {
   it("env create --json creates an environment; its agent makes it running", async () => {
     const created = parsed(await outpost(["env", "create", NAME, "--provider", "local", "--metadata", "team=cli", "--json"], { env: admin() }));
     expect(created.environment).toMatchObject({ name: NAME, provider: "local", state: "created", metadata: { team: "cli" } });
@@ -281,6 +282,26 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     expect(byRule.code, byRule.stderr).toBe(9);
     const got = parsed(await outpost(["gateway", "get", NAME, "--json"], { env: admin() }));
     expect(got.routing.rules).toEqual([{ match: "exec", to: other }]);
+  });
+
+  it("snapshots: create, export -o (downloaded, sha256 checked), list, and import into another environment", async () => {
+    const created = parsed(await outpost(["snapshots", "create", NAME, "-m", "from the cli", "--json"], { env: admin(), timeoutMs: 60_000 }));
+    const snapId = created.snapshot.id as string;
+    expect(created.snapshot).toMatchObject({ environmentId: id, message: "from the cli" });
+    const file = join(h.dir, "snap.bundle");
+    const exported = parsed(await outpost(["snapshots", "export", snapId, "-o", file, "--json"], { env: admin(), timeoutMs: 60_000 }));
+    const bytes = readFileSync(file);
+    expect(bytes.length).toBe(exported.export.size);
+    expect(createHash("sha256").update(bytes).digest("hex")).toBe(exported.export.sha256);
+    const list = parsed(await outpost(["snapshots", "list", "--env", id, "--json"], { env: admin() }));
+    expect(list.snapshots.map((x: { id: string }) => x.id)).toContain(snapId);
+    const other = `${NAME}-b`;
+    const imported = parsed(await outpost(["snapshots", "import", snapId, other, "--json"], { env: admin(), timeoutMs: 60_000 }));
+    expect(imported.import).toMatchObject({ snapshotId: snapId, strategy: "replace", conflicts: [] });
+    const cat = await outpost(["cat", other, "notes/hi.txt"], { env: admin() });
+    expect(cat.stdout.toString()).toBe("hi\n");
+    const got = parsed(await outpost(["snapshots", "get", snapId, "--json"], { env: admin() }));
+    expect(got.snapshot.environments.length).toBe(2);
   });
 
   it("env stop and env rm change its state; the agent is told and exits", async () => {

@@ -39,7 +39,7 @@ describe("outpost --help", () => {
   });
 
   it("answers for every group and every command, naming its usage, options and global options", async () => {
-    for (const group of ["env", "runs", "providers", "hosts", "tokens", "gateway", "routes"]) {
+    for (const group of ["env", "runs", "providers", "hosts", "tokens", "gateway", "routes", "snapshots"]) {
       const r = await cli([group, "--help"]);
       expect(r.code, group).toBe(0);
       expect(r.stdout).toContain(`Usage: outpost ${group} SUBCOMMAND`);
@@ -58,8 +58,8 @@ describe("outpost --help", () => {
   });
 
   it("every read command (list, get, show) takes --json", () => {
-    const reads = COMMANDS.filter((c) => /^(env (list|get)|runs (list|get)|hosts list|providers list|gateway get|ls|diff|logs|health)$/.test(c.name));
-    expect(reads.length).toBe(11);
+    const reads = COMMANDS.filter((c) => /^(env (list|get)|runs (list|get)|hosts list|providers list|gateway get|snapshots (list|get)|ls|diff|logs|health)$/.test(c.name));
+    expect(reads.length).toBe(13);
     for (const c of reads) expect(c.json, c.name).toBe(true);
   });
 });

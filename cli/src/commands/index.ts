@@ -6,5 +6,6 @@ import { execCommand } from "./exec.js";
 import { fileCommands } from "./files.js";
 import { logsCommand } from "./logs.js";
 import { runCommands } from "./runs.js";
+import { snapshotCommands } from "./snapshots.js";
 
-export const COMMANDS: Command[] = [...envCommands, execCommand, ...fileCommands, ...runCommands, logsCommand, ...chainingCommands, ...adminCommands];
+export const COMMANDS: Command[] = [...envCommands, execCommand, ...fileCommands, ...runCommands, logsCommand, ...chainingCommands, ...snapshotCommands, ...adminCommands];

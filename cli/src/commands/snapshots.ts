@@ -1,0 +1,161 @@
+import { createHash } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { Snapshot } from "@outpost/protocol";
+import { integer, str, type Command, type Context } from "../command.js";
+import { UsageError } from "../errors.js";
+import { ago, bytes, json, table } from "../output.js";
+import { counted, progress } from "../progress.js";
+
+const FORMATS = ["bundle", "tar.gz"] as const;
+const STRATEGIES = ["replace", "patch", "branch"] as const;
+
+function oneOf<T extends string>(value: string | undefined, allowed: readonly T[], what: string): T | undefined {
+  if (value === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`${what}: '${value}' is not one of ${allowed.join(", ")}`);
+  return value as T;
+}
+
+function describe(s: Snapshot): string {
+  const rows: Array<[string, string]> = [
+    ["id", s.id],
+    ["environment", s.environmentId],
+    ["message", s.message || "-"],
+    ["commit", s.commit],
+    ["files", `${s.files} (${bytes(s.bytes)})`],
+    ["thread", s.threadId ?? "-"],
+    ["run", s.runId ?? "-"],
+    ["parent", s.parentId ?? "-"],
+    ["created", `${s.createdAt} (${ago(s.createdAt)})`],
+    ["held by", s.environments.join(", ") || "-"],
+    ...s.exports.map((e): [string, string] => ["export", `${e.id} ${e.format}${e.baseSnapshotId ? ` (incremental on ${e.baseSnapshotId})` : ""} ${bytes(e.size)} sha256 ${e.sha256}`]),
+  ];
+  return rows.map(([k, v]) => `${k.padEnd(11)} ${v}`).join("\n");
+}
+
+/** Downloads an export to a file (beside it, then renamed), checking the sha256 the control plane recorded. */
+async function saveExport(ctx: Context, snapshotId: string, exportId: string, file: string): Promise<string> {
+  const { body, size, sha256 } = await ctx.client().downloadSnapshotExport(snapshotId, exportId);
+  const hash = createHash("sha256");
+  const bar = progress(ctx.stderr, `${basename(file)} ←`, size);
+  const hashing = counted(body, { add: bar.add, done: bar.done }).pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, c) {
+        hash.update(chunk);
+        c.enqueue(chunk);
+      },
+    }),
+  );
+  const temp = join(dirname(file), `.${basename(file)}.outpost-${process.pid}`);
+  try {
+    await pipeline(Readable.fromWeb(hashing as import("node:stream/web").ReadableStream<Uint8Array>), createWriteStream(temp));
+    const got = hash.digest("hex");
+    if (sha256 && got !== sha256) throw new Error(`the download of ${exportId} does not match its sha256 (got ${got}, expected ${sha256}); nothing was written, try again`);
+    await rename(temp, file);
+    bar.done();
+    return got;
+  } finally {
+    await rm(temp, { force: true });
+  }
+}
+
+export const snapshotCommands: Command[] = [
+  {
+    name: "snapshots create",
+    summary: "Snapshot an environment's workspace (a commit in its shadow repository; the user's .git is not touched)",
+    args: "ENV",
+    options: {
+      message: { type: "string", short: "m", value: "TEXT", description: "what the snapshot holds" },
+      thread: { type: "string", value: "ID", description: "the thread it continues" },
+      run: { type: "string", value: "ID", description: "the run it belongs to" },
+      export: { type: "string", value: "FORMAT", description: "export it to R2 right away (bundle or tar.gz)" },
+    },
+    json: true,
+    positionals: { min: 1, max: 1 },
+    examples: ["outpost snapshots create local -m 'before the refactor'"],
+    async run(ctx, [ref], v) {
+      ctx.about(ref!);
+      const format = oneOf(str(v.export), FORMATS, "--export");
+      const s = await ctx.client().createSnapshot({ environment: ref!, message: str(v.message), threadId: str(v.thread), runId: str(v.run), export: format ? { format } : undefined });
+      ctx.out(ctx.json ? json({ snapshot: s }) : `${s.id}: ${s.files} files, commit ${s.commit.slice(0, 12)}${s.exports[0] ? `, exported ${s.exports[0].id}` : ""}`);
+    },
+  },
+  {
+    name: "snapshots list",
+    summary: "Snapshots, newest first",
+    args: "",
+    options: {
+      env: { type: "string", value: "ENV", description: "taken in this environment" },
+      thread: { type: "string", value: "ID", description: "on this thread" },
+      limit: { type: "string", value: "N", description: "at most N" },
+    },
+    json: true,
+    positionals: { min: 0, max: 0 },
+    async run(ctx, _p, v) {
+      const snapshots = await ctx.client().listSnapshots({ environment: str(v.env), threadId: str(v.thread), limit: integer(str(v.limit), "--limit", 1) });
+      if (ctx.json) return ctx.out(json({ snapshots }));
+      if (snapshots.length === 0) return ctx.note("no snapshots (take one with `outpost snapshots create ENV`)");
+      ctx.out(table(snapshots.map((s) => ({ id: s.id, environment: s.environmentId, files: String(s.files), created: ago(s.createdAt), message: s.message })), ["id", "environment", "files", "created", "message"]));
+    },
+  },
+  {
+    name: "snapshots get",
+    summary: "A snapshot: commit, thread, exports, the environments that hold it",
+    args: "SNAPSHOT",
+    json: true,
+    positionals: { min: 1, max: 1 },
+    async run(ctx, [id]) {
+      const s = await ctx.client().getSnapshot(id!);
+      ctx.out(ctx.json ? json({ snapshot: s }) : describe(s));
+    },
+  },
+  {
+    name: "snapshots export",
+    summary: "Export a snapshot to R2 as a git bundle (full, or incremental with --base) or a tar.gz; -o also downloads it",
+    args: "SNAPSHOT",
+    options: {
+      format: { type: "string", value: "FORMAT", description: "bundle (default) or tar.gz" },
+      base: { type: "string", value: "SNAPSHOT", description: "incremental: only what is new since this snapshot" },
+      output: { type: "string", short: "o", value: "FILE", description: "download the export to FILE (sha256 checked)" },
+    },
+    json: true,
+    positionals: { min: 1, max: 1 },
+    examples: ["outpost snapshots export snap_… -o work.bundle", "outpost snapshots export snap_… --format tar.gz -o work.tar.gz"],
+    async run(ctx, [id], v) {
+      const r = await ctx.client().exportSnapshot(id!, { format: oneOf(str(v.format), FORMATS, "--format"), baseSnapshotId: str(v.base) });
+      const file = str(v.output);
+      if (file) await saveExport(ctx, id!, r.export.id, file);
+      if (ctx.json) return ctx.out(json({ export: r.export }));
+      ctx.out(`${r.export.id}: ${r.export.format}, ${bytes(r.export.size)}, sha256 ${r.export.sha256}${file ? `; saved to ${file}` : ""}`);
+    },
+  },
+  {
+    name: "snapshots import",
+    summary: "Bring a snapshot into an environment: verified before the workspace changes, then replace, patch or branch",
+    args: "SNAPSHOT ENV",
+    description: "replace: the workspace becomes the snapshot; patch: a three-way merge (conflicts listed, exit 1); branch: a new thread on which the snapshot is checked out. The workspace's former state is kept as a snapshot first.",
+    options: {
+      strategy: { type: "string", value: "HOW", description: "replace (default), patch or branch" },
+      export: { type: "string", value: "ID", description: "which export to bring (default: the newest full one)" },
+    },
+    json: true,
+    positionals: { min: 2, max: 2 },
+    examples: ["outpost snapshots import snap_… review-env --strategy patch"],
+    async run(ctx, [id, ref], v) {
+      ctx.about(ref!);
+      const r = await ctx.client().importSnapshot(id!, { environment: ref!, strategy: oneOf(str(v.strategy), STRATEGIES, "--strategy"), exportId: str(v.export) });
+      if (ctx.json) {
+        ctx.out(json({ import: r.import }));
+        return r.import.conflicts.length ? 1 : 0;
+      }
+      ctx.out(`${r.import.strategy}: ${r.import.changed.length} path${r.import.changed.length === 1 ? "" : "s"} changed in ${ref}${r.import.preImport ? `; its former state is snapshot ${r.import.preImport.snapshotId}` : ""}`);
+      if (r.import.conflicts.length) {
+        ctx.note(`conflicts (resolve them in the workspace):\n${r.import.conflicts.map((c) => `  ${c}`).join("\n")}`);
+        return 1;
+      }
+    },
+  },
+];
