@@ -8,6 +8,7 @@ import { COMMON_FLAGS, logLevel, parseFlags, positiveInteger, usageError } from 
 import { realClock } from "./clock.js";
 import { connectEndpoint } from "./endpoint.js";
 import { execMain } from "./exec-cli.js";
+import { spawnMain } from "./spawn-cli.js";
 import { FORWARD_SECRET_ENV, FORWARD_URL_ENV, startForwardEndpoint } from "./forward-endpoint.js";
 import { Link, DEFAULT_HEARTBEAT_MS } from "./link.js";
 import { createLogger, type LogLevel } from "./log.js";
@@ -30,6 +31,8 @@ Usage:
   outpost-agent host --url URL --token HOST_TOKEN [options]   a provider host; see 'outpost-agent host --help'
   outpost-agent exec --target ENV -- COMMAND [ARG...]          from inside an environment: run a command in
                                                                another one; see 'outpost-agent exec --help'
+  outpost-agent spawn --name NAME [--provider ID]              from inside an environment granted the spawn
+                                                               scope: create (or --close) a child environment
 
 Options:
   --url URL            control plane base URL (http, https, ws or wss)      env: OUTPOST_URL
@@ -260,7 +263,7 @@ function within(work: Promise<unknown>, ms: number): Promise<void> {
 }
 
 const args = process.argv.slice(2);
-(args[0] === "host" ? hostMain(args.slice(1), process.env) : args[0] === "exec" ? execMain(args.slice(1), process.env) : main(args, process.env)).then(
+(args[0] === "host" ? hostMain(args.slice(1), process.env) : args[0] === "exec" ? execMain(args.slice(1), process.env) : args[0] === "spawn" ? spawnMain(args.slice(1), process.env) : main(args, process.env)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`${new Date().toISOString()} error outpost-agent crashed: ${err instanceof Error ? err.message : String(err)}\n`);

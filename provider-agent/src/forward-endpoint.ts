@@ -1,7 +1,7 @@
 /**
  * The agent's local forward endpoint: programs inside the environment (its agent loop, scripts,
- * `outpost-agent exec`) forward work to other environments through it without knowing the
- * topology or holding the agent token. It listens on 127.0.0.1 only, answers only requests that
+ * `outpost-agent exec`, `outpost-agent spawn`) forward work to other environments, and spawn and
+ * close children, through it without knowing the topology or holding the agent token. It listens on 127.0.0.1 only, answers only requests that
  * carry its per-process secret, and passes each on to the control plane's forward API with the
  * agent token (which never leaves this process); the ndjson answer streams back as it comes.
  *
@@ -48,6 +48,7 @@ export async function startForwardEndpoint(o: ForwardEndpointOptions): Promise<F
   const secret = randomBytes(32).toString("base64url");
   const expected = Buffer.from(`Bearer ${secret}`);
   const base = `${httpBase(o.controlUrl)}/v1/environments/${o.environmentId}/forward`;
+  const childrenBase = `${httpBase(o.controlUrl)}/v1/environments/${o.environmentId}/children`;
   const server = http.createServer((req, res) => {
     void handle(req, res).catch((err: unknown) => {
       o.log.warn(`forward endpoint: ${err instanceof Error ? err.message : String(err)}`);
@@ -65,7 +66,15 @@ export async function startForwardEndpoint(o: ForwardEndpointOptions): Promise<F
       const r = await fetch(`${base}/${cancel[1]}/cancel`, { method: "POST", headers: { authorization: `Bearer ${o.token}` } });
       return pass(r, res);
     }
-    if (req.method !== "POST" || url.pathname !== "/forward") return answer(res, 404, "not_found", "POST /forward or POST /forward/{forwardId}/cancel.");
+    // Children (hierarchical environments): spawn and close, within the scope the environment was granted.
+    const close = /^\/children\/([A-Za-z0-9_-]{1,128})$/.exec(url.pathname);
+    if (req.method === "DELETE" && close) return pass(await fetch(`${childrenBase}/${close[1]}`, { method: "DELETE", headers: { authorization: `Bearer ${o.token}` } }), res);
+    if (req.method === "POST" && url.pathname === "/children") {
+      const raw = await readBody(req);
+      if (raw === null) return answer(res, 413, "payload_too_large", `The body is larger than ${MAX_BODY} bytes.`);
+      return pass(await fetch(childrenBase, { method: "POST", headers: { authorization: `Bearer ${o.token}`, "content-type": "application/json" }, body: raw }), res);
+    }
+    if (req.method !== "POST" || url.pathname !== "/forward") return answer(res, 404, "not_found", "POST /forward, POST /forward/{forwardId}/cancel, POST /children or DELETE /children/{child}.");
     const raw = await readBody(req);
     if (raw === null) return answer(res, 413, "payload_too_large", `The body is larger than ${MAX_BODY} bytes.`);
     let json: unknown;
