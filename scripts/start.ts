@@ -13,6 +13,7 @@ import { startControlPlane, type ControlPlane } from "./lib/control-plane.js";
 import { DEV_VARS, ensureDevSecret, ROOT } from "./lib/dev-vars.js";
 import { ensureEnvironment, startConnectedAgent, writePrivateFile } from "./lib/local-environment.js";
 import { groupAlive } from "./lib/process-group.js";
+import { START_OPTIONS } from "./lib/script-flags.js";
 import { signUserToken } from "./lib/tokens.js";
 
 const ENVIRONMENT = "local";
@@ -38,7 +39,7 @@ Environment:
 
 const { values } = (() => {
   try {
-    return parseArgs({ options: { port: { type: "string" }, help: { type: "boolean", short: "h" } } });
+    return parseArgs({ options: START_OPTIONS });
   } catch (err) {
     process.stderr.write(`start: ${err instanceof Error ? err.message : String(err)}\n\n${HELP}`);
     process.exit(2);

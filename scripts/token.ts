@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util";
 import { Role } from "@outpost/protocol";
 import { ensureDevSecret } from "./lib/dev-vars.js";
+import { TOKEN_OPTIONS } from "./lib/script-flags.js";
 import { signUserToken } from "./lib/tokens.js";
 
 const HELP = `Usage: npm run -s token -- --org ORG --role ROLE [--sub SUBJECT] [--ttl SECONDS]
@@ -20,13 +21,7 @@ development key in .dev.vars (created when missing).
 `;
 
 const { values } = parseArgs({
-  options: {
-    org: { type: "string", default: "local" },
-    role: { type: "string", default: "admin" },
-    sub: { type: "string" },
-    ttl: { type: "string", default: String(30 * 24 * 3600) },
-    help: { type: "boolean", short: "h" },
-  },
+  options: TOKEN_OPTIONS,
 });
 if (values.help) {
   process.stdout.write(HELP);

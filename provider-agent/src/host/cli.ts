@@ -21,7 +21,18 @@ export const HOST_EXIT = { ok: 0, internal: 1, usage: 2, rejected: 3 } as const;
 export const DEFAULT_MAX_ENVIRONMENTS = 16;
 /** On SIGTERM or SIGINT: how long operations under way may take to finish and be answered. */
 export const HOST_SHUTDOWN_GRACE_MS = 30_000;
-const CAPABILITY = /^[a-z0-9][a-z0-9-]{0,31}$/;
+export const CAPABILITY = /^[a-z0-9][a-z0-9-]{0,31}$/;
+
+/** Every flag `outpost-agent host` takes (docs/teams.md's commands are checked against these). */
+export const HOST_FLAGS = {
+  ...COMMON_FLAGS,
+  providers: { type: "string" },
+  "provider-dir": { type: "string", multiple: true },
+  capabilities: { type: "string" },
+  "max-environments": { type: "string" },
+  root: { type: "string" },
+  "state-file": { type: "string" },
+} as const;
 
 const USAGE = `outpost-agent host ${AGENT_VERSION}: a provider host. It dials out to the Outpost control plane,
 offers providers (ways to create environments on this machine), and creates, recovers and tears down
@@ -95,15 +106,7 @@ const list = (value: string | undefined) =>
     .filter((s) => s.length > 0);
 
 export async function hostMain(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const parsed = parseFlags(argv, {
-    ...COMMON_FLAGS,
-    providers: { type: "string" },
-    "provider-dir": { type: "string", multiple: true },
-    capabilities: { type: "string" },
-    "max-environments": { type: "string" },
-    root: { type: "string" },
-    "state-file": { type: "string" },
-  });
+  const parsed = parseFlags(argv, HOST_FLAGS);
   if (!parsed.ok) return fail(parsed.error);
   const { values } = parsed;
   if (values.help) {
