@@ -47,6 +47,18 @@ import {
   type HostTokenInput,
   type InstallProviderInput,
 } from "@outpost/protocol";
+import {
+  DiffSnapshotsBody,
+  EnvironmentTreeNode,
+  MergeSnapshotBody,
+  Objective,
+  Run,
+  SpawnGrant,
+  Thread,
+  type CreateObjectiveBody,
+  type CreateThreadBody,
+  type SpawnBody,
+} from "@outpost/protocol";
 import { ApiError, apiError } from "./errors.js";
 import { browserWebSocket, EventStream, type WebSocketFactory } from "./events.js";
 import { ndjsonLines } from "./ndjson.js";
@@ -74,6 +86,9 @@ export interface RequestOptions {
 export type Upload = Uint8Array | string | { stream: ReadableStream<Uint8Array>; size: number };
 
 const EnvironmentResponse = z.object({ environment: Environment });
+const SnapshotSummary = Snapshot.omit({ exports: true, environments: true });
+const ImportResponse = z.object({ import: SnapshotImportResult.extend({ intoThread: z.string().nullable() }), snapshot: Snapshot });
+const SpawnScope = z.object({ spawn: SpawnGrant.nullable() });
 const enc = encodeURIComponent;
 
 export class Client {
@@ -324,7 +339,7 @@ export class Client {
   }
 
   async listSnapshots(q: { threadId?: string; environment?: string; limit?: number } = {}) {
-    return (await this.call(z.object({ snapshots: z.array(Snapshot.omit({ exports: true, environments: true })) }), "GET", "/v1/snapshots", { query: q })).snapshots;
+    return (await this.call(z.object({ snapshots: z.array(SnapshotSummary) }), "GET", "/v1/snapshots", { query: q })).snapshots;
   }
 
   async getSnapshot(id: string) {
@@ -346,7 +361,78 @@ export class Client {
 
   /** Brings a snapshot into an environment (verified before the workspace changes): replace, patch or branch. */
   importSnapshot(id: string, body: z.input<typeof ImportSnapshotBody>) {
-    return this.call(z.object({ import: SnapshotImportResult.extend({ intoThread: z.string().nullable() }), snapshot: Snapshot }), "POST", `/v1/snapshots/${enc(id)}/import`, { json: body, timeoutMs: 300_000 });
+    return this.call(ImportResponse, "POST", `/v1/snapshots/${enc(id)}/import`, { json: body, timeoutMs: 300_000 });
+  }
+
+  /** narrative.json: the objective, thread and runs stored beside the snapshot's bundles. */
+  getSnapshotNarrative(id: string) {
+    return this.call(z.record(z.string(), z.unknown()), "GET", `/v1/snapshots/${enc(id)}/narrative`);
+  }
+
+  /** The patch (or `stat`, or git `format-patch` mail) between two snapshots or environments, as text. */
+  async diffSnapshots(body: z.input<typeof DiffSnapshotsBody>): Promise<string> {
+    const res = await this.request("POST", "/v1/snapshots/diff", { json: body, timeoutMs: 120_000 });
+    if (!res.ok) throw await apiError(res);
+    return res.text();
+  }
+
+  /** Merges a snapshot's (or an environment's) changes into the environment `into` as a patch; conflicts listed. */
+  mergeSnapshot(body: z.input<typeof MergeSnapshotBody>) {
+    return this.call(ImportResponse, "POST", "/v1/snapshots/merge", { json: body, timeoutMs: 300_000 });
+  }
+
+  // ---- Hierarchy: objectives, threads, spawned children ----------------------------------
+
+  async createObjective(body: z.input<typeof CreateObjectiveBody>) {
+    return (await this.call(z.object({ objective: Objective }), "POST", "/v1/objectives", { json: body })).objective;
+  }
+
+  async listObjectives(q: { limit?: number } = {}) {
+    return (await this.call(z.object({ objectives: z.array(Objective) }), "GET", "/v1/objectives", { query: q })).objectives;
+  }
+
+  /** An objective with its threads. */
+  getObjective(id: string) {
+    return this.call(z.object({ objective: Objective, threads: z.array(Thread) }), "GET", `/v1/objectives/${enc(id)}`);
+  }
+
+  async createThread(body: z.input<typeof CreateThreadBody>) {
+    return (await this.call(z.object({ thread: Thread }), "POST", "/v1/threads", { json: body })).thread;
+  }
+
+  async listThreads(q: { objectiveId?: string; limit?: number } = {}) {
+    return (await this.call(z.object({ threads: z.array(Thread) }), "GET", "/v1/threads", { query: q })).threads;
+  }
+
+  /** A thread with its runs and snapshots. */
+  getThread(id: string) {
+    const ThreadRun = Run.pick({ id: true, environmentId: true, state: true, createdAt: true });
+    return this.call(z.object({ thread: Thread, runs: z.array(ThreadRun), snapshots: z.array(SnapshotSummary) }), "GET", `/v1/threads/${enc(id)}`);
+  }
+
+  /** The environment's scope to spawn children; null when it may not. */
+  async getSpawnScope(idOrName: string) {
+    return (await this.call(SpawnScope, "GET", `${env(idOrName)}/spawn`)).spawn;
+  }
+
+  /** Grants the scope (maxChildren, maxDepth, providers, capabilities), or withdraws it with null (admin). */
+  async setSpawnScope(idOrName: string, spawn: z.input<typeof SpawnGrant> | null) {
+    return (await this.call(SpawnScope, "PUT", `${env(idOrName)}/spawn`, { json: { spawn } })).spawn;
+  }
+
+  /** The environment and every environment below it, as a tree. */
+  async getChildren(idOrName: string) {
+    return (await this.call(z.object({ tree: EnvironmentTreeNode }), "GET", `${env(idOrName)}/children`)).tree;
+  }
+
+  /** Spawns a child within the parent's scope (403 outside it, 409 at a limit); answers it with its agent token. */
+  spawnChild(idOrName: string, body: z.input<typeof SpawnBody>) {
+    return this.call(CreateEnvironmentResponse, "POST", `${env(idOrName)}/children`, { json: body });
+  }
+
+  /** Closes (archives) a child and everything below it. */
+  async closeChild(idOrName: string, child: string) {
+    return (await this.call(EnvironmentResponse, "DELETE", `${env(idOrName)}/children/${enc(child)}`)).environment;
   }
 
   // ---- Hosts, providers, tokens ----------------------------------------------------------

@@ -304,6 +304,33 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     expect(got.snapshot.environments.length).toBe(2);
   });
 
+  it("client: objectives and threads, a snapshot's narrative, diff and merge, the spawn scope and children", async () => {
+    const client = new Client(h.cp.url, h.admin.token);
+    const objective = await client.createObjective({ title: "ship the cli" });
+    const thread = await client.createThread({ objectiveId: objective.id, title: "first try" });
+    expect((await client.listObjectives()).map((o) => o.id)).toContain(objective.id);
+    expect((await client.listThreads({ objectiveId: objective.id })).map((t) => t.id)).toEqual([thread.id]);
+    expect((await client.getObjective(objective.id)).threads.map((t) => t.id)).toEqual([thread.id]);
+
+    await client.writeFile(NAME, "notes/merged.txt", "merged\n");
+    const snap = await client.createSnapshot({ environment: NAME, threadId: thread.id, message: "for the thread", export: { format: "bundle" } });
+    expect((await client.getThread(thread.id)).snapshots.map((x) => x.id)).toEqual([snap.id]);
+    expect(await client.getSnapshotNarrative(snap.id)).toMatchObject({ objective: { id: objective.id } });
+    const other = `${NAME}-b`;
+    const patch = await client.diffSnapshots({ from: { environment: other }, to: { snapshotId: snap.id } });
+    expect(patch).toContain("notes/merged.txt");
+    const merged = await client.mergeSnapshot({ into: other, from: { snapshotId: snap.id } });
+    expect(merged.import.conflicts).toEqual([]);
+    expect(new TextDecoder().decode(await client.readFile(other, "notes/merged.txt"))).toBe("merged\n");
+
+    expect(await client.getSpawnScope(NAME)).toBeNull();
+    expect(await client.setSpawnScope(NAME, { maxChildren: 1 })).toMatchObject({ maxChildren: 1, maxDepth: 1 });
+    const child = await client.spawnChild(NAME, { name: `${NAME}-kid`, provider: "local" });
+    await expect(client.spawnChild(NAME, { name: `${NAME}-kid2`, provider: "local" })).rejects.toMatchObject({ status: 409 });
+    expect((await client.getChildren(NAME)).children.map((c) => c.id)).toEqual([child.environment.id]);
+    expect((await client.closeChild(NAME, child.environment.id)).state).toBe("archived");
+  });
+
   it("env stop and env rm change its state; the agent is told and exits", async () => {
     const stopped = parsed(await outpost(["env", "stop", NAME, "--json"], { env: admin(), timeoutMs: 40_000 }));
     expect(stopped.environment.state).toBe("stopped");
