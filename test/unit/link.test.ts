@@ -78,6 +78,13 @@ describe("link", () => {
     expect(lines.every((l) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z /.test(l))).toBe(true);
   });
 
+  it("does not offer permessage-deflate: compressing every chunk frame cost the agent and workerd most of a transfer's CPU", async () => {
+    const { edge } = await withEdge();
+    const conn = await edge.connection(0);
+    expect(conn.request.headers["sec-websocket-extensions"]).toBeUndefined();
+    expect(conn.ws.extensions).toBe("");
+  });
+
   it("pings at the welcome's interval and stays up while pongs come back", async () => {
     const { edge } = await withEdge({ welcomeHeartbeatMs: 20, pong: true });
     await edge.until(() => (edge.connections[0]?.messages.filter((m) => m === "ping").length ?? 0) >= 6, 5_000, "six pings");
