@@ -77,7 +77,7 @@ export async function relaySection(ctx: BenchContext): Promise<SectionResult> {
     );
   }
 
-  // What one request costs the object in storage: every entry ends with a metrics row, and an exec logs an event.
+  // What one request costs the object in storage: an exec logs an event (and the metrics row goes along).
   const perRequest = ctx.smoke ? null : { stat: await storageCost(h.admin, served.id, 20, outpost.stat), exec: await storageCost(h.admin, served.id, 20, outpost.exec) };
 
   const ratio = (a: number, b: number) => round(a / b);
@@ -113,13 +113,13 @@ export async function relaySection(ctx: BenchContext): Promise<SectionResult> {
   }
   if (perRequest) {
     notes.push(
-      `Each request enters the object ${perRequest.stat.entries} times (the RPC, then the agent's reply as a WebSocket message), and an entry that changed the counters ends by writing the object's metrics row: ${perRequest.stat.rowsWritten} SQLite row(s) per stat, ${perRequest.exec.rowsWritten} per exec (which also logs an event).`,
+      `Each request enters the object ${perRequest.stat.entries} times (the RPC, then the agent's reply as a WebSocket message), and writes ${perRequest.stat.rowsWritten} SQLite row(s) per stat, ${perRequest.exec.rowsWritten} per exec: an exec logs an event, and its entry writes the object's metrics row along with it; a stat writes nothing, and its counts ride on the agent socket's attachment.`,
     );
   }
   if (execP50 > 2 || statP50 > 2) {
     notes.push(
       "Target missed for " + [execP50 > 2 ? `exec (${execP50}×)` : "", statP50 > 2 ? `stat (${statP50}×)` : ""].filter(Boolean).join(" and ") +
-        ": the raw relay is one Node process doing JSON.parse and a socket write per hop, while every Outpost request crosses wrangler's proxy workerd, the Worker (JWT verify, zod), a DO RPC and the DO's SQLite metrics write; the closer to zero the agent's own work, the larger the ratio.",
+        ": the raw relay is one Node process doing JSON.parse and a socket write per hop, while every Outpost request crosses wrangler's proxy workerd, the Worker (JWT verify, zod), a DO RPC and (for exec) the event log's SQLite write; the closer to zero the agent's own work, the larger the ratio.",
     );
   }
   return { id: "relay", title: "1. Relay round trip", figures, details: { samplesPerContender: count, warmup: warm, summaries: main, directWorkerUrl: direct, profile, perRequest }, notes, durationMs: performance.now() - t0 };

@@ -192,7 +192,7 @@ export async function streamingSection(ctx: BenchContext): Promise<SectionResult
     `Both sides move chunks of 256 KiB as base64 inside JSON frames with a credit window of 16 chunks; the raw relay leaves out the Worker, the Durable Object, seq/ack and wrangler's dev proxy.`,
   ];
   notes.push(
-    `The Outpost transfers (${Math.round(movedMiB)} MiB) entered the object ${storage.entries} times and wrote ${storage.rowsWritten} SQLite rows: every chunk frame from the agent is a WebSocket message, and an entry ends by writing the object's metrics row (about one row per 256 KiB chunk).`,
+    `The Outpost transfers (${Math.round(movedMiB)} MiB) entered the object ${storage.entries} times and wrote ${storage.rowsWritten} SQLite rows: every chunk frame from the agent is a WebSocket message; while a transfer is in flight its entries write nothing, and the metrics row is written (with the transfer's event, if any) when it ends.`,
   );
   const missed = figures.filter((f) => f.met === false).map((f) => f.name);
   if (missed.length) {
