@@ -4,7 +4,7 @@
  */
 import { errors, jwtVerify, SignJWT, type JWTPayload } from "jose";
 import type { MiddlewareHandler } from "hono";
-import { AgentClaims, AUDIENCE, HostClaims, Role, TOKEN_ISSUER, UserClaims } from "@outpost/protocol";
+import { AgentClaims, AUDIENCE, HostClaims, lifetimeText, Role, TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_ISSUER, TOKEN_LIFETIME, UserClaims } from "@outpost/protocol";
 import type { Env } from "./env.js";
 import { HttpError } from "./problem.js";
 
@@ -32,25 +32,52 @@ export function bearerToken(req: Request): string {
   return m[1];
 }
 
-async function verify(env: Env, token: string, audience: string): Promise<JWTPayload> {
+const INVALID = { "www-authenticate": 'Bearer error="invalid_token"' };
+
+async function verify(env: Env, token: string, audience: string, lifetime?: TokenLifetime): Promise<JWTPayload> {
+  let payload: JWTPayload;
   try {
-    const { payload } = await jwtVerify(token, signingKey(env), { issuer: TOKEN_ISSUER, audience, algorithms: [ALG] });
-    return payload;
+    ({ payload } = await jwtVerify(token, signingKey(env), { issuer: TOKEN_ISSUER, audience, algorithms: [ALG] }));
   } catch (e) {
-    const auth = { "www-authenticate": 'Bearer error="invalid_token"' };
+    const auth = INVALID;
     if (e instanceof errors.JWTExpired) throw new HttpError(401, "unauthorized", "The token has expired; get a new one.", {}, auth);
     if (e instanceof errors.JWTClaimValidationFailed && e.claim === "aud") {
-      const kind = audience === AUDIENCE.agent ? "an agent token" : audience === AUDIENCE.host ? "a provider host token" : "a user or API token";
-      throw new HttpError(403, "forbidden", `This route takes ${kind}; the token presented is of another kind.`);
+      throw new HttpError(403, "forbidden", `This route takes ${article(kindOf(audience))}; the token presented is of another kind.`);
     }
     if (e instanceof errors.JWTClaimValidationFailed) throw new HttpError(401, "unauthorized", `The token was refused: ${e.message}.`, {}, auth);
     if (e instanceof HttpError) throw e;
     throw new HttpError(401, "unauthorized", "The token is malformed or its signature is invalid.", {}, auth);
   }
+  if (lifetime) checkLifetime(payload, audience, lifetime);
+  return payload;
+}
+
+type TokenLifetime = { maxSeconds: number };
+
+const kindOf = (audience: string) => (audience === AUDIENCE.agent ? "agent token" : audience === AUDIENCE.host ? "provider host token" : "user or API token");
+const article = (kind: string) => `${/^[aeiou]/.test(kind) ? "an" : "a"} ${kind}`;
+
+/**
+ * Checked after the audience (so a token of another kind is still a 403): `exp` and `iat` must be
+ * there, and a token that would live longer than its kind may (counted from when it was issued, or
+ * from now if that is earlier) is refused.
+ */
+function checkLifetime(payload: JWTPayload, audience: string, lifetime: TokenLifetime): void {
+  for (const claim of ["exp", "iat"] as const) {
+    if (typeof payload[claim] !== "number") {
+      throw new HttpError(401, "unauthorized", `The token has no '${claim}' claim; ${kindOf(audience)}s must say when they were issued and when they expire. Get a new one.`, {}, INVALID);
+    }
+  }
+  const now = Math.floor(Date.now() / 1000);
+  const from = Math.min(payload.iat!, now);
+  const seconds = payload.exp! - from;
+  if (seconds > lifetime.maxSeconds + TOKEN_CLOCK_TOLERANCE_SECONDS) {
+    throw new HttpError(401, "unauthorized", `The token lives ${lifetimeText(seconds)}, longer than ${kindOf(audience)}s may (${lifetimeText(lifetime.maxSeconds)}); get a new one.`, {}, INVALID);
+  }
 }
 
 export async function verifyUserToken(env: Env, token: string): Promise<UserClaims> {
-  const r = UserClaims.safeParse(await verify(env, token, AUDIENCE.api));
+  const r = UserClaims.safeParse(await verify(env, token, AUDIENCE.api, TOKEN_LIFETIME.api));
   if (!r.success) throw new HttpError(401, "unauthorized", "The token lacks valid org, role or subject claims.");
   return r.data;
 }
@@ -62,13 +89,14 @@ export async function verifyAgentToken(env: Env, token: string): Promise<AgentCl
 }
 
 export async function verifyHostToken(env: Env, token: string): Promise<HostClaims> {
-  const r = HostClaims.safeParse(await verify(env, token, AUDIENCE.host));
+  const r = HostClaims.safeParse(await verify(env, token, AUDIENCE.host, TOKEN_LIFETIME.host));
   if (!r.success) throw new HttpError(401, "unauthorized", "The host token lacks valid host name or org claims.");
   return r.data;
 }
 
-/** Host tokens last a year by default; a host is retired by not renewing its token. */
-export async function signHostToken(env: Env, claims: HostClaims, ttlSeconds = 365 * 24 * 3600): Promise<string> {
+/** Host tokens last a year by default (five at most); a host is retired by not renewing its token. */
+export async function signHostToken(env: Env, claims: HostClaims, ttlSeconds: number = TOKEN_LIFETIME.host.defaultSeconds): Promise<string> {
+  if (ttlSeconds > TOKEN_LIFETIME.host.maxSeconds) throw new HttpError(400, "bad_request", `A host token may live at most ${lifetimeText(TOKEN_LIFETIME.host.maxSeconds)}.`);
   return new SignJWT({ org: claims.org, ...(claims.providers ? { providers: claims.providers } : {}) })
     .setProtectedHeader({ alg: ALG, typ: "JWT" })
     .setIssuer(TOKEN_ISSUER)

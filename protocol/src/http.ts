@@ -7,6 +7,7 @@ import { z } from "zod";
 import { EnvironmentEvent, EnvironmentState, PROVIDER_NAME, Run } from "./api.js";
 import { FileStat } from "./ops.js";
 import { ProviderOffer } from "./providers.js";
+import { TOKEN_LIFETIME } from "./token-lifetimes.js";
 import { ENVIRONMENT_ID } from "./tokens.js";
 
 const HOST_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -62,7 +63,7 @@ export const EventStreamFrame = z.object({ v: z.literal(1), kind: z.literal("eve
 export const HostTokenBody = z.object({
   name: z.string().regex(HOST_NAME, "name must be lowercase letters, digits or '-'"),
   providers: z.array(z.string().regex(HOST_NAME)).max(64).optional(),
-  ttlSeconds: z.number().int().min(60).max(5 * 365 * 24 * 3600).optional(),
+  ttlSeconds: z.number().int().min(60).max(TOKEN_LIFETIME.host.maxSeconds, `ttlSeconds may be at most ${TOKEN_LIFETIME.host.maxSeconds} (five years)`).optional(),
 });
 export type HostTokenInput = z.input<typeof HostTokenBody>;
 export const HostTokenResponse = z.object({ token: z.string(), name: z.string() });

@@ -10,3 +10,4 @@ export * from "./chaining.js";
 export * from "./http.js";
 export * from "./snapshots.js";
 export * from "./spawn.js";
+export * from "./token-lifetimes.js";

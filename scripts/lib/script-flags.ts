@@ -1,12 +1,12 @@
 /** The flags of `npm start` and `npm run token`, shared with test/unit/docs-teams.test.ts so documented commands are parsed by the same options. */
-export const START_OPTIONS = { port: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
+import { TOKEN_LIFETIME } from "@outpost/protocol";
 
-export const DEFAULT_USER_TOKEN_TTL = 30 * 24 * 3600;
+export const START_OPTIONS = { port: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
 
 export const TOKEN_OPTIONS = {
   org: { type: "string", default: "local" },
   role: { type: "string", default: "admin" },
   sub: { type: "string" },
-  ttl: { type: "string", default: String(DEFAULT_USER_TOKEN_TTL) },
+  ttl: { type: "string", default: String(TOKEN_LIFETIME.api.defaultSeconds) },
   help: { type: "boolean", short: "h" },
 } as const;
