@@ -28,6 +28,7 @@ import { gatewaysWithCapability, upsertGateway } from "../worker/gateway-index.j
 import { newId } from "../worker/ids.js";
 import { environmentStub } from "../worker/stub.js";
 import type { EventLog } from "./events.js";
+import { watchHop, type HopWatch } from "./hop-watch.js";
 import { LineWriter, oneLine, readLines } from "./lines.js";
 import { fail, ok, type Outcome } from "./outcome.js";
 import type { Row } from "./record.js";
@@ -62,6 +63,11 @@ export interface ChainHost {
   readonly env: Env;
   createRun(run: NewRun & { env?: Record<string, string>; message?: string }): Promise<Outcome<Run>>;
   iso(): string;
+  now(): number;
+  /** The agent's last heartbeat, or null when none is connected. */
+  agentSeenAt(): number | null;
+  /** Silence from the agent this long means its link is half-open (the environment's heartbeat rule). */
+  agentStaleMs(): number;
 }
 
 /** How long the next deployment may take to answer a federated request's headers. */
@@ -110,9 +116,9 @@ export class Chaining {
   async originate(row: Row, body: ForwardBody, forwardId: string): Promise<Outcome<Stream>> {
     const { routing } = this.config();
     const self = hopOf(row);
-    let trail = originTrail(self, routing.maxHops);
+    let trail = originTrail(self, routing.maxHops, routing.ackTimeoutMs);
     if (body.via) {
-      const arrived = arrive(self, body.via, routing.maxHops);
+      const arrived = arrive(self, body.via, routing.maxHops, routing.ackTimeoutMs);
       if (!arrived.ok) return fail(arrived.code, arrived.message, { hop: row.name });
       trail = arrived.trail;
     }
@@ -191,7 +197,7 @@ export class Chaining {
       }
       if (r.ok) {
         this.h.events.append("forward.sent", { forwardId: req.forwardId, to: hop.name, type: req.type, hops: req.trail.hops + 1 });
-        return ok(this.tracked(req.forwardId, r.value, () => stub.cancelForward(req.forwardId)));
+        return ok(this.passOn(req, hop.name, r.value, () => stub.cancelForward(req.forwardId)));
       }
       last = r;
       if (typeof target === "string" || !TRY_NEXT.has(r.error.code)) break;
@@ -238,12 +244,18 @@ export class Chaining {
       if (!started.ok) return failed(started.error);
       const out = new LineWriter<ForwardLine>();
       void (async () => {
+        let watch: HopWatch | null = null;
         for await (const line of readLines(started.value)) {
-          if (line.type === "started") this.track(req.forwardId, () => Promise.resolve(this.h.relay.cancelExec(String(line.execId))));
-          else if (line.type === "exit") await out.write({ ...(line as object), type: "exit", route } as ForwardLine);
+          watch?.progress();
+          if (line.type === "started") {
+            const execId = String(line.execId);
+            this.track(req.forwardId, () => Promise.resolve(this.h.relay.cancelExec(execId)));
+            watch = this.watch(execId, req.trail.ackTimeoutMs);
+          } else if (line.type === "exit") await out.write({ ...(line as object), type: "exit", route } as ForwardLine);
           else if (line.type === "error") await out.write({ type: "error", code: String(line.code), message: `Hop '${row.name}' failed: ${String(line.message)}`, hop: row.name, route });
           else await out.write(line as ForwardLine);
         }
+        watch?.stop();
         this.inflight.delete(req.forwardId);
         await out.close();
       })();
@@ -268,7 +280,7 @@ export class Chaining {
     const base = `${url.replace(/\/+$/, "")}/v1/environments/${encodeURIComponent(environment)}`;
     const headers = { authorization: `Bearer ${token}`, "content-type": "application/json", accept: "application/x-ndjson" };
     const type = req.action && !["files", "runs"].includes(req.type) ? `${req.type}:${req.action}` : req.type;
-    const body = { ...req.work, ...(type !== "files" && type !== "runs" ? { type } : {}), via: { origin: req.trail.origin, hops: req.trail.hops, trail: req.trail.visited, names: req.trail.names, maxHops: req.trail.maxHops } };
+    const body = { ...req.work, ...(type !== "files" && type !== "runs" ? { type } : {}), via: { origin: req.trail.origin, hops: req.trail.hops, trail: req.trail.visited, names: req.trail.names, maxHops: req.trail.maxHops, ackTimeoutMs: req.trail.ackTimeoutMs } };
     const connect = new AbortController();
     const timer = setTimeout(() => connect.abort(new Error(`no answer within ${REMOTE_CONNECT_MS} ms`)), REMOTE_CONNECT_MS);
     let res: Response;
@@ -320,10 +332,42 @@ export class Chaining {
     };
   }
 
-  /** Passes a next hop's stream on; until it ends, a cancel here reaches that hop. */
-  private tracked(forwardId: string, stream: Stream, cancel: () => Promise<unknown>): Stream {
-    const untrack = this.track(forwardId, cancel);
-    return stream.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ flush: () => untrack() }));
+  /** Holds the agent running `execId` to the bound (hop-watch.ts); breaking it ends the exec with the reason. */
+  private watch(execId: string, ackTimeoutMs: number): HopWatch {
+    return watchHop(
+      {
+        now: () => this.h.now(),
+        agentSeenAt: () => this.h.agentSeenAt(),
+        acknowledged: () => this.h.relay.execAcknowledged(execId),
+        fail: (code, reason) => this.h.relay.abandonExec(execId, { code, message: reason }),
+      },
+      { ackTimeoutMs, staleMs: this.h.agentStaleMs() },
+    );
+  }
+
+  /**
+   * Passes a next hop's stream on; until it ends, a cancel here reaches that hop. A stream that
+   * breaks off, or ends without an outcome, ends here with an error naming that hop.
+   */
+  private passOn(req: HopRequest, hop: string, stream: Stream, cancel: () => Promise<unknown>): Stream {
+    const untrack = this.track(req.forwardId, cancel);
+    const out = new LineWriter<ForwardLine>();
+    const route = [...req.trail.names, hop];
+    void (async () => {
+      let ended = false;
+      try {
+        for await (const line of readLines(stream)) {
+          if (line.type === "exit" || line.type === "result" || line.type === "error" || line.type === "done") ended = true;
+          await out.write(line as ForwardLine);
+        }
+        if (!ended) await out.write({ type: "error", code: "agent_error", message: `Hop '${hop}' ended its stream without a result.`, hop, route });
+      } catch (e) {
+        if (!ended) await out.write({ type: "error", code: "agent_error", message: `Hop '${hop}' broke off: ${e instanceof Error ? e.message : String(e)}`, hop, route });
+      }
+      untrack();
+      await out.close();
+    })();
+    return out.readable;
   }
 
   private save(gateway: Gateway, routing: Routing): void {

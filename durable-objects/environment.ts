@@ -134,6 +134,9 @@ export class EnvironmentObject extends DurableObject<Env> {
       env,
       createRun: (run) => this.queueRun(run),
       iso: () => this.iso(),
+      now: () => this.now(),
+      agentSeenAt: () => ((ws) => (ws ? this.lastSeen(ws) : null))(readyAgent(this.ctx)),
+      agentStaleMs: () => settingsOf(this.row()!).heartbeatMs * MISSED_HEARTBEATS,
     });
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
     void ctx.blockConcurrencyWhile(async () => {

@@ -135,6 +135,11 @@ export class EdgeLink {
     this.grants.delete(re);
   }
 
+  /** Has the agent acknowledged the (volatile) frame sent with this seq? */
+  delivered(seq: number): boolean {
+    return !this.volatile.has(seq);
+  }
+
   /** Is a durable frame with this key still waiting for the agent? */
   hasPending(key: string): boolean {
     return this.sql`SELECT seq FROM outbox WHERE key = ${key} LIMIT 1`.length > 0;

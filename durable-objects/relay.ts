@@ -46,6 +46,9 @@ export interface RelayHost {
 }
 
 export class Relay {
+  /** The seq each streamed exec's request went out with, while it is in flight. */
+  private readonly execSeqs = new Map<string, number>();
+
   constructor(private readonly h: RelayHost) {}
 
   async exec(params: ExecParams): Promise<Outcome<ExecResult>> {
@@ -83,9 +86,11 @@ export class Relay {
         // Credit is granted once the reader has taken the line: a slow reader slows the agent.
         void line({ type: stream, data: text }).then(() => this.h.link.grantCredit(this.h.agentSocket(), id, c.n + INITIAL_CREDIT));
       });
-      this.h.link.send(ws, { v: 1, kind: "request", id, op: "exec", params: { ...params, stream: true, timeoutMs }, timeoutMs });
+      const seq = this.h.link.send(ws, { v: 1, kind: "request", id, op: "exec", params: { ...params, stream: true, timeoutMs }, timeoutMs });
+      if (seq !== null) this.execSeqs.set(id, seq);
       void reply.then(async (r) => {
         this.h.link.endGrant(id);
+        this.execSeqs.delete(id);
         const parsed = r.ok ? ExecResult.safeParse(r.result) : null;
         if (parsed?.success) {
           const x = parsed.data;
@@ -105,6 +110,19 @@ export class Relay {
     if (!this.h.pending.has(execId)) return fail("not_found", `No exec ${execId} is in flight in this environment.`);
     this.h.link.send(this.h.agentSocket(), { v: 1, kind: "cancel", re: execId });
     return ok({ cancelled: true });
+  }
+
+  /** Has the agent acknowledged a streamed exec's request (it has it, and will answer)? */
+  execAcknowledged(execId: string): boolean {
+    const seq = this.execSeqs.get(execId);
+    return seq === undefined || this.h.link.delivered(seq);
+  }
+
+  /** Gives up on a streamed exec: its stream ends with `error`, and the agent is told to kill it. */
+  abandonExec(execId: string, error: { code: string; message: string }): void {
+    if (!this.h.pending.has(execId)) return;
+    this.h.link.send(this.h.agentSocket(), { v: 1, kind: "cancel", re: execId });
+    this.h.pending.finish(execId, { ok: false, error });
   }
 
   /** Streams a file out of the workspace. Resolves once the first bytes (or the answer) arrive. */

@@ -22,6 +22,8 @@ export interface Trail {
   /** Hops taken so far (the origin is hop 0). */
   hops: number;
   maxHops: number;
+  /** How long the agent that runs the request has to acknowledge it (the origin's choice). */
+  ackTimeoutMs: number;
 }
 
 export type Decision =
@@ -75,8 +77,8 @@ export function decide(o: { explicit?: Explicit | null; rules: readonly RouteRul
 }
 
 /** A new trail for a request that starts in `self`. */
-export function originTrail(self: Hop, maxHops: number): Trail {
-  return { origin: self.id, visited: [self.id], names: [self.name], hops: 0, maxHops };
+export function originTrail(self: Hop, maxHops: number, ackTimeoutMs: number): Trail {
+  return { origin: self.id, visited: [self.id], names: [self.name], hops: 0, maxHops, ackTimeoutMs };
 }
 
 /** Where a request forwarded from another deployment (federation) has been. */
@@ -86,15 +88,16 @@ export interface Via {
   trail: string[];
   names?: string[];
   maxHops: number;
+  ackTimeoutMs?: number;
 }
 
 /**
  * A request that arrives from another deployment: its token already authorized it, so no gateway
  * is asked, but it keeps counting hops and its path, so loops across deployments are refused too.
  */
-export function arrive(self: Hop, via: Via, maxHops: number): Admission {
+export function arrive(self: Hop, via: Via, maxHops: number, ackTimeoutMs: number): Admission {
   const names = via.names && via.names.length === via.trail.length ? via.names : via.trail;
-  const trail: Trail = { origin: via.origin, visited: via.trail, names, hops: via.hops, maxHops: Math.min(via.maxHops, maxHops) };
+  const trail: Trail = { origin: via.origin, visited: via.trail, names, hops: via.hops, maxHops: Math.min(via.maxHops, maxHops), ackTimeoutMs: via.ackTimeoutMs ?? ackTimeoutMs };
   return admit({ accept: true, allowFrom: ["*"], capabilities: [] }, self, { id: via.trail.at(-1) ?? via.origin, name: names.at(-1) ?? via.origin }, trail);
 }
 

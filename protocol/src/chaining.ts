@@ -11,6 +11,9 @@ import { ExecParams } from "./ops.js";
 /** Hops a forwarded request may take unless the origin's routing says otherwise. */
 export const DEFAULT_MAX_HOPS = 8;
 export const MAX_HOPS_LIMIT = 32;
+/** How long the agent that runs forwarded work has to acknowledge it, unless the origin says otherwise. */
+export const DEFAULT_ACK_TIMEOUT_MS = 10_000;
+const AckTimeoutMs = z.number().int().min(10).max(600_000);
 
 /** An environment id or name (names are resolved in the forwarding environment's org). */
 export const EnvironmentRef = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "an environment id or name");
@@ -34,6 +37,8 @@ export const Routing = z.object({
   rules: z.array(RouteRule).max(64).default([]),
   /** The hop limit for requests this environment originates. */
   maxHops: z.number().int().min(1).max(MAX_HOPS_LIMIT).default(DEFAULT_MAX_HOPS),
+  /** For requests this environment originates: the agent that runs one must acknowledge it within this. */
+  ackTimeoutMs: AckTimeoutMs.default(DEFAULT_ACK_TIMEOUT_MS),
 });
 export type Routing = z.infer<typeof Routing>;
 
@@ -64,7 +69,7 @@ export const ForwardBody = z
     route: z.array(Target).min(1).max(MAX_HOPS_LIMIT).optional(),
     targets: z.array(Target).min(1).max(16).optional(),
     /** Set by a forwarding deployment (federation): where the request has been so far. */
-    via: z.object({ origin: z.string().max(256), hops: z.number().int().min(0).max(MAX_HOPS_LIMIT), trail: z.array(z.string().max(256)).max(MAX_HOPS_LIMIT), names: z.array(z.string().max(256)).max(MAX_HOPS_LIMIT).optional(), maxHops: z.number().int().min(1).max(MAX_HOPS_LIMIT) }).optional(),
+    via: z.object({ origin: z.string().max(256), hops: z.number().int().min(0).max(MAX_HOPS_LIMIT), trail: z.array(z.string().max(256)).max(MAX_HOPS_LIMIT), names: z.array(z.string().max(256)).max(MAX_HOPS_LIMIT).optional(), maxHops: z.number().int().min(1).max(MAX_HOPS_LIMIT), ackTimeoutMs: AckTimeoutMs.optional() }).optional(),
   })
   .refine((b) => [b.exec, b.file, b.run].filter((w) => w !== undefined).length === 1, { message: "give exactly one of exec, file or run", path: ["exec"] })
   .refine((b) => [b.target, b.route, b.targets].filter((w) => w !== undefined).length <= 1, { message: "give at most one of target, route or targets", path: ["target"] })

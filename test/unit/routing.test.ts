@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_MAX_HOPS, ForwardBody, Gateway, requestTypeOf, Routing, type RouteRule } from "@outpost/protocol";
+import { DEFAULT_ACK_TIMEOUT_MS, DEFAULT_MAX_HOPS, ForwardBody, Gateway, requestTypeOf, Routing, type RouteRule } from "@outpost/protocol";
 import { admit, arrive, candidatesFor, decide, originTrail, ruleFor, targetLabel, type Hop } from "../../durable-objects/routing.js";
 
 const a: Hop = { id: "env_a", name: "a" };
@@ -54,31 +54,31 @@ describe("decide", () => {
 
 describe("admit", () => {
   it("admits through an accepting gateway and extends the trail", () => {
-    const r = admit(open, b, a, originTrail(a, 8));
-    expect(r).toEqual({ ok: true, trail: { origin: "env_a", visited: ["env_a", "env_b"], names: ["a", "b"], hops: 1, maxHops: 8 } });
+    const r = admit(open, b, a, originTrail(a, 8, 10_000));
+    expect(r).toEqual({ ok: true, trail: { origin: "env_a", visited: ["env_a", "env_b"], names: ["a", "b"], hops: 1, maxHops: 8, ackTimeoutMs: 10_000 } });
   });
   it("refuses when the gateway is inactive", () => {
-    const r = admit(Gateway.parse({ accept: false, allowFrom: ["*"] }), b, a, originTrail(a, 8));
+    const r = admit(Gateway.parse({ accept: false, allowFrom: ["*"] }), b, a, originTrail(a, 8, 10_000));
     expect(r).toMatchObject({ ok: false, code: "forbidden" });
     expect(!r.ok && r.message).toMatch(/'b' does not accept forwarded work: its gateway is inactive/);
   });
   it("refuses a sender not in allowFrom, and allows by id, by name or *", () => {
-    expect(admit(Gateway.parse({ accept: true, allowFrom: ["c"] }), b, a, originTrail(a, 8))).toMatchObject({ ok: false, code: "forbidden", message: expect.stringMatching(/from 'a'/) });
-    expect(admit(Gateway.parse({ accept: true, allowFrom: [] }), b, a, originTrail(a, 8))).toMatchObject({ ok: false, code: "forbidden" });
-    expect(admit(Gateway.parse({ accept: true, allowFrom: ["a"] }), b, a, originTrail(a, 8)).ok).toBe(true);
-    expect(admit(Gateway.parse({ accept: true, allowFrom: ["env_a"] }), b, a, originTrail(a, 8)).ok).toBe(true);
+    expect(admit(Gateway.parse({ accept: true, allowFrom: ["c"] }), b, a, originTrail(a, 8, 10_000))).toMatchObject({ ok: false, code: "forbidden", message: expect.stringMatching(/from 'a'/) });
+    expect(admit(Gateway.parse({ accept: true, allowFrom: [] }), b, a, originTrail(a, 8, 10_000))).toMatchObject({ ok: false, code: "forbidden" });
+    expect(admit(Gateway.parse({ accept: true, allowFrom: ["a"] }), b, a, originTrail(a, 8, 10_000)).ok).toBe(true);
+    expect(admit(Gateway.parse({ accept: true, allowFrom: ["env_a"] }), b, a, originTrail(a, 8, 10_000)).ok).toBe(true);
   });
   it("refuses a loop, naming the path, before anything else", () => {
-    const t1 = admit(open, b, a, originTrail(a, 8));
+    const t1 = admit(open, b, a, originTrail(a, 8, 10_000));
     if (!t1.ok) throw new Error("b refused");
     const t2 = admit(open, c, b, t1.trail);
     if (!t2.ok) throw new Error("c refused");
     const back = admit(Gateway.parse({ accept: false }), a, c, t2.trail);
     expect(back).toEqual({ ok: false, code: "loop_detected", message: "Loop refused: a → b → c → a comes back to environment 'a'." });
-    expect(admit(open, a, a, originTrail(a, 8))).toMatchObject({ ok: false, code: "loop_detected" });
+    expect(admit(open, a, a, originTrail(a, 8, 10_000))).toMatchObject({ ok: false, code: "loop_detected" });
   });
   it("refuses past the hop limit", () => {
-    let trail = originTrail({ id: "e0", name: "e0" }, 3);
+    let trail = originTrail({ id: "e0", name: "e0" }, 3, 10_000);
     for (let i = 1; i <= 3; i++) {
       const r = admit(open, { id: `e${i}`, name: `e${i}` }, { id: `e${i - 1}`, name: `e${i - 1}` }, trail);
       if (!r.ok) throw new Error(r.message);
@@ -89,16 +89,16 @@ describe("admit", () => {
   });
   it("continues a trail that came from another deployment, refusing loops and counting hops", () => {
     const via = { origin: "env_a", hops: 2, trail: ["env_a", "env_r"], names: ["a", "r"], maxHops: 4 };
-    expect(arrive(b, via, 8)).toEqual({ ok: true, trail: { origin: "env_a", visited: ["env_a", "env_r", "env_b"], names: ["a", "r", "b"], hops: 3, maxHops: 4 } });
-    expect(arrive({ id: "env_a", name: "a2" }, via, 8)).toMatchObject({ ok: false, code: "loop_detected" });
-    expect(arrive(b, { ...via, hops: 4 }, 8)).toMatchObject({ ok: false, code: "hop_limit" });
-    expect(arrive(b, { ...via, names: undefined }, 8)).toMatchObject({ ok: true, trail: { names: ["env_a", "env_r", "b"] } });
+    expect(arrive(b, via, 8, 10_000)).toEqual({ ok: true, trail: { origin: "env_a", visited: ["env_a", "env_r", "env_b"], names: ["a", "r", "b"], hops: 3, maxHops: 4, ackTimeoutMs: 10_000 } });
+    expect(arrive({ id: "env_a", name: "a2" }, via, 8, 10_000)).toMatchObject({ ok: false, code: "loop_detected" });
+    expect(arrive(b, { ...via, hops: 4 }, 8, 10_000)).toMatchObject({ ok: false, code: "hop_limit" });
+    expect(arrive(b, { ...via, names: undefined }, 8, 10_000)).toMatchObject({ ok: true, trail: { names: ["env_a", "env_r", "b"] } });
   });
 });
 
 describe("capability candidates and labels", () => {
   it("never picks an environment already on the path", () => {
-    expect(candidatesFor([a, b, c], originTrail(a, 8))).toEqual([b, c]);
+    expect(candidatesFor([a, b, c], originTrail(a, 8, 10_000))).toEqual([b, c]);
   });
   it("labels targets", () => {
     expect(targetLabel("b")).toBe("b");
@@ -108,7 +108,7 @@ describe("capability candidates and labels", () => {
 
 describe("schemas", () => {
   it("routing and gateway defaults", () => {
-    expect(Routing.parse({})).toEqual({ rules: [], maxHops: DEFAULT_MAX_HOPS });
+    expect(Routing.parse({})).toEqual({ rules: [], maxHops: DEFAULT_MAX_HOPS, ackTimeoutMs: DEFAULT_ACK_TIMEOUT_MS });
     expect(Gateway.parse({ accept: true })).toEqual({ accept: true, allowFrom: [], capabilities: [] });
     expect(Routing.safeParse({ rules: [{ match: "Exec!", to: "b" }] }).success).toBe(false);
     expect(Routing.safeParse({ maxHops: 0 }).success).toBe(false);

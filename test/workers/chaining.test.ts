@@ -42,14 +42,14 @@ describe("gateways and routes through the API", () => {
   it("starts inactive, validates, and needs an operator to change", async () => {
     const token = await userToken({ org: "chain-api" });
     const { environment } = await createEnvironment(token, "g");
-    expect(await (await call("GET", `/v1/environments/g/gateway`, { token })).json()).toEqual({ gateway: { accept: false, allowFrom: [], capabilities: [] }, routing: { rules: [], maxHops: 8 } });
+    expect(await (await call("GET", `/v1/environments/g/gateway`, { token })).json()).toEqual({ gateway: { accept: false, allowFrom: [], capabilities: [] }, routing: { rules: [], maxHops: 8, ackTimeoutMs: 10_000 } });
     await expectProblem(await call("PUT", `/v1/environments/g/gateway`, { token, json: { accept: "yes" } }), 400, "bad_request");
     await expectProblem(await call("PUT", `/v1/environments/g/routes`, { token, json: { rules: [{ match: "EXEC", to: "b" }] } }), 400, "bad_request");
     const viewer = await userToken({ org: "chain-api", role: "viewer" });
     await expectProblem(await call("PUT", `/v1/environments/g/gateway`, { token: viewer, json: { accept: true } }), 403, "forbidden");
     expect(await (await open(token, "g", ["a"], ["gpu"])).json()).toEqual({ gateway: { accept: true, allowFrom: ["a"], capabilities: ["gpu"] } });
     const routes = await call("PUT", `/v1/environments/${environment.id}/routes`, { token, json: { rules: [{ match: "inference", to: { capability: "gpu" } }], maxHops: 3 } });
-    expect(await routes.json()).toEqual({ routing: { rules: [{ match: "inference", to: { capability: "gpu" } }], maxHops: 3 } });
+    expect(await routes.json()).toEqual({ routing: { rules: [{ match: "inference", to: { capability: "gpu" } }], maxHops: 3, ackTimeoutMs: 10_000 } });
     expect(await (await call("GET", `/v1/environments/g/routes`, { token })).json()).toMatchObject({ routing: { maxHops: 3 } });
     const events = (await (await call("GET", `/v1/environments/g/events`, { token })).json()) as { events: Array<{ type: string }> };
     expect(events.events.map((e) => e.type)).toEqual(expect.arrayContaining(["gateway.changed", "routing.changed"]));

@@ -1,0 +1,72 @@
+/**
+ * The bound on forwarded work (durable-objects/hop-watch.ts), inside workerd: a leaf whose agent
+ * holds its socket open but never acknowledges the request, or acknowledges and then goes silent,
+ * fails at the origin with an error naming that hop; output keeps a quiet leaf alive. Agents are
+ * TestAgents speaking the wire protocol, so each can be made to stall exactly where wanted.
+ */
+import { describe, expect, it } from "vitest";
+import { call, eventually, TestAgent, userToken } from "./helpers.js";
+
+type Env = { id: string; agent: TestAgent };
+
+async function environment(token: string, name: string, heartbeatMs = 10_000): Promise<Env> {
+  const res = await call("POST", "/v1/environments", { token, json: { name, provider: "local", lifecycle: { heartbeatMs } } });
+  expect(res.status).toBe(201);
+  const { environment, agentToken } = (await res.json()) as { environment: { id: string }; agentToken: string };
+  const agent = await TestAgent.connect(environment.id, agentToken);
+  agent.hello();
+  await agent.next("welcome");
+  await eventually(async () => ((await (await call("GET", `/v1/environments/${environment.id}`, { token })).json()) as { environment: { state: string } }).environment.state === "running");
+  await call("PUT", `/v1/environments/${name}/gateway`, { token, json: { accept: true, allowFrom: ["*"] } });
+  return { id: environment.id, agent };
+}
+
+const forward = (token: string, from: string, body: unknown) => call("POST", `/v1/environments/${from}/forward`, { token, json: body, headers: { accept: "application/x-ndjson" } });
+const lines = async (res: Response) => (await res.text()).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+
+describe("the bound on a forwarded request", () => {
+  it("a leaf whose agent never acknowledges the request fails at the origin, naming the leaf", async () => {
+    const token = await userToken({ org: "bound-ack" });
+    await environment(token, "a");
+    await environment(token, "b");
+    const c = await environment(token, "c");
+    await call("PUT", `/v1/environments/a/routes`, { token, json: { rules: [], ackTimeoutMs: 100 } });
+    const res = forward(token, "a", { exec: { command: ["sleep", "100"] }, route: ["b", "c"] });
+    const req = await c.agent.next("request");
+    const got = await lines(await res);
+    expect(got.at(-1)).toEqual({
+      type: "error",
+      code: "timeout",
+      message: "Hop 'c' failed: its agent is connected but did not acknowledge the request within 100 ms",
+      hop: "c",
+      route: ["a", "b", "c"],
+    });
+    // The stalled agent is told to kill the command should it ever wake.
+    expect((await c.agent.next("cancel")).re).toBe(req.id);
+  });
+
+  it("output keeps a leaf alive; silence after the acknowledgement fails it, naming the leaf", async () => {
+    const token = await userToken({ org: "bound-stale" });
+    await environment(token, "a");
+    const b = await environment(token, "b", 200);
+    await call("PUT", `/v1/environments/a/routes`, { token, json: { rules: [], ackTimeoutMs: 100 } });
+    const res = forward(token, "a", { exec: { command: ["slow"] }, target: "b" });
+    const req = await b.agent.next("request");
+    b.agent.send({ v: 1, kind: "ack", ack: Number(req.seq) });
+    const reading = res.then(lines);
+    // Output every 50 ms for longer than the half-open limit (3 × 200 ms): still alive.
+    for (let n = 0; n < 20; n++) {
+      b.agent.send({ v: 1, kind: "chunk", seq: n + 1, re: req.id, n, stream: "stdout", data: btoa(`${n}\n`) });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const got = await reading;
+    expect(got.filter((l) => l.type === "stdout").map((l) => l.data).join("")).toBe(Array.from({ length: 20 }, (_, n) => `${n}\n`).join(""));
+    expect(got.at(-1)).toEqual({
+      type: "error",
+      code: "timeout",
+      message: "Hop 'b' failed: its agent stopped responding: no heartbeat or output for 600 ms",
+      hop: "b",
+      route: ["a", "b"],
+    });
+  });
+});
