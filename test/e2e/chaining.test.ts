@@ -1,28 +1,20 @@
 /**
- * Execution chaining end to end: one control plane, five real agents (a, b, c, d, e), work
+ * Execution chaining end to end: one control plane, six real agents (a … f), work
  * forwarded between them by DO RPC in every topology the issue names, and from inside an
  * environment through the agent's local endpoint (`outpost-agent exec`).
  */
-import { realpathSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BUNDLE } from "../../scripts/lib/agent-process.js";
-import { expectProblem, startHarness, unlessExited, waitFor, type Harness } from "./helpers.js";
+import { processAlive, readUntilPid, SLEEPER, startEnvironment, type Started } from "./chaining-helpers.js";
+import { expectProblem, startHarness, waitFor, type Harness } from "./helpers.js";
 
 let h: Harness;
-const envs: Record<string, { id: string; workspace: string; stop: () => Promise<unknown> }> = {};
-const NAMES = ["a", "b", "c", "d", "e"];
+const envs: Record<string, Started> = {};
+const NAMES = ["a", "b", "c", "d", "e", "f"];
 
 beforeAll(async () => {
   h = await startHarness();
-  for (const name of NAMES) {
-    const created = await h.admin.createEnvironment({ name, provider: "local" });
-    const { workspace } = await h.workspace();
-    const agent = h.agent({ token: created.agentToken, workspace });
-    await h.admin.waitForEnvironment(name, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
-    envs[name] = { id: created.environment.id, workspace: realpathSync(workspace), stop: () => agent.stop("SIGTERM", 5_000) };
-    const gate = await h.admin.request("PUT", `/v1/environments/${name}/gateway`, { json: { accept: true, allowFrom: ["*"], capabilities: name === "d" ? ["gpu"] : [] } });
-    expect(gate.status).toBe(200);
-  }
+  for (const name of NAMES) envs[name] = await startEnvironment(h, name, { gateway: { capabilities: name === "d" ? ["gpu"] : [] } });
 }, 180_000);
 afterAll(async () => {
   await h?.close();
@@ -110,44 +102,29 @@ describe("execution chaining between real agents", () => {
   });
 
   it("cancel at the origin kills the process at the leaf", async () => {
-    const res = await forward("a", { exec: { command: ["sh", "-c", "echo $$; exec sleep 300"] }, route: ["b", "c"] }, true);
-    const reader = res.body!.getReader();
-    const decoder = new TextDecoder();
-    let text = "";
-    let forwardId = "";
-    let pid = 0;
-    while (!pid) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`stream ended early: ${text}`);
-      text += decoder.decode(value, { stream: true });
-      const complete = text.slice(0, text.lastIndexOf("\n") + 1);
-      for (const l of complete.split("\n").filter(Boolean).map((x) => JSON.parse(x) as Record<string, string>)) {
-        if (l.type === "started") forwardId = l.forwardId!;
-        if (l.type === "stdout") pid = Number(l.data!.trim());
-      }
-    }
-    const alive = () => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    expect(alive()).toBe(true);
-    const cancelled = await h.admin.request("POST", `/v1/environments/a/forward/${forwardId}/cancel`);
+    const run = await readUntilPid(await forward("a", { exec: { command: SLEEPER }, route: ["b", "c"] }, true));
+    expect(processAlive(run.pid)).toBe(true);
+    const cancelled = await h.admin.request("POST", `/v1/environments/a/forward/${run.forwardId}/cancel`);
     expect(await cancelled.json()).toEqual({ cancelled: true, hops: 1 });
-    await waitFor(() => !alive(), { timeoutMs: 15_000, what: `leaf process ${pid} to end` });
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += decoder.decode(value, { stream: true });
+    await waitFor(() => !processAlive(run.pid), { timeoutMs: 15_000, what: `leaf process ${run.pid} to end` });
+    expect((await run.rest()).trim().split("\n").at(-1)).toContain('"cancelled":true');
+  });
+
+  it("a leaf whose agent holds its link open but has stopped fails at the origin within the bound, naming it", async () => {
+    expect((await h.admin.request("PUT", "/v1/environments/a/routes", { json: { rules: [], ackTimeoutMs: 1_000 } })).status).toBe(200);
+    envs.f!.agent.signal("SIGSTOP");
+    try {
+      const p = (await expectProblem(await forward("a", { exec: { command: ["true"] }, route: ["b", "f"] }), 504, "timeout")) as { detail: string; hop?: string; route?: string[] };
+      expect(p.detail).toBe("Hop 'f' failed: its agent is connected but did not acknowledge the request within 1000 ms");
+      expect(p).toMatchObject({ hop: "f", route: ["a", "b", "f"] });
+    } finally {
+      envs.f!.agent.signal("SIGCONT");
+      await h.admin.request("PUT", "/v1/environments/a/routes", { json: { rules: [] } });
     }
-    expect(text.trim().split("\n").at(-1)).toContain('"cancelled":true');
   });
 
   it("a dead middle hop produces a clear error naming it", async () => {
-    await envs.e!.stop();
+    await envs.e!.agent.stop("SIGTERM", 5_000);
     await h.admin.waitForEnvironment("e", (x) => !x.connected, { timeoutMs: 15_000 });
     const p = await expectProblem(await forward("a", { exec: { command: ["true"] }, route: ["e", "d"] }), 409, "agent_not_connected");
     expect(p.detail).toMatch(/^Hop 'e' cannot pass the request on: No agent is connected to environment 'e'/);

@@ -3,9 +3,9 @@
  * provider is `remote`: it stands for environment `x` of deployment two, reached over HTTP with a
  * token deployment two issued. Work forwarded from `a` to `r` runs in `x`, by a real agent.
  */
-import { realpathSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectProblem, startHarness, unlessExited, waitFor, type Harness } from "./helpers.js";
+import { processAlive, readUntilPid, SLEEPER, startEnvironment } from "./chaining-helpers.js";
+import { expectProblem, startHarness, waitFor, type Harness } from "./helpers.js";
 
 let one: Harness;
 let two: Harness;
@@ -14,15 +14,8 @@ let remoteToken = "";
 
 beforeAll(async () => {
   [one, two] = await Promise.all([startHarness(), startHarness()]);
-  const start = async (h: Harness, name: string) => {
-    const created = await h.admin.createEnvironment({ name, provider: "local" });
-    const { workspace } = await h.workspace();
-    const agent = h.agent({ token: created.agentToken, workspace });
-    await h.admin.waitForEnvironment(name, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
-    return realpathSync(workspace);
-  };
-  xWorkspace = await start(two, "x");
-  await start(one, "a");
+  xWorkspace = (await startEnvironment(two, "x")).workspace;
+  await startEnvironment(one, "a");
   remoteToken = (await two.client("operator")).token;
   const r = await one.admin.request("POST", "/v1/environments", { json: { name: "r", provider: "remote", config: { url: two.cp.url, token: remoteToken, environment: "x" } } });
   expect(r.status, await r.clone().text()).toBe(201);
@@ -52,33 +45,10 @@ describe("federation across two control planes", () => {
   });
 
   it("cancel at the origin reaches the process in the other deployment", async () => {
-    const res = await forward({ exec: { command: ["sh", "-c", "echo $$; exec sleep 300"] }, target: "r" }, true);
-    const reader = res.body!.getReader();
-    const decoder = new TextDecoder();
-    let text = "";
-    let forwardId = "";
-    let pid = 0;
-    while (!pid) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`stream ended early: ${text}`);
-      text += decoder.decode(value, { stream: true });
-      const complete = text.slice(0, text.lastIndexOf("\n") + 1);
-      for (const l of complete.split("\n").filter(Boolean).map((x) => JSON.parse(x) as Record<string, string>)) {
-        if (l.type === "started") forwardId = l.forwardId!;
-        if (l.type === "stdout") pid = Number(l.data!.trim());
-      }
-    }
-    const alive = () => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    expect((await one.admin.request("POST", `/v1/environments/a/forward/${forwardId}/cancel`)).status).toBe(200);
-    await waitFor(() => !alive(), { timeoutMs: 15_000, what: `process ${pid} in the other deployment to end` });
-    await reader.cancel();
+    const run = await readUntilPid(await forward({ exec: { command: SLEEPER }, target: "r" }, true));
+    expect((await one.admin.request("POST", `/v1/environments/a/forward/${run.forwardId}/cancel`)).status).toBe(200);
+    await waitFor(() => !processAlive(run.pid), { timeoutMs: 15_000, what: `process ${run.pid} in the other deployment to end` });
+    await run.reader.cancel();
   });
 
   it("a refusal in the other deployment names the hop", async () => {
