@@ -1,13 +1,7 @@
 // Bundles the agent into one standalone file, dist/cli.js: a provider can copy just that file into
-// a container and run it with `node`, no node_modules needed.
-import { build } from "esbuild";
+// a container and run it with `node`, no node_modules needed (see scripts/lib/bundle.mjs).
 import { readdirSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-
-const here = fileURLToPath(new URL(".", import.meta.url));
-// `--outfile PATH` builds elsewhere (tests build a private copy instead of racing over dist/).
-const at = process.argv.indexOf("--outfile");
-const outfile = at > 0 && process.argv[at + 1] ? process.argv[at + 1] : "dist/cli.js";
+import { bundle } from "../scripts/lib/bundle.mjs";
 
 // The built-in providers' manifests travel inside the bundle (see src/host/manifest.ts).
 const manifests = Object.fromEntries(
@@ -16,19 +10,4 @@ const manifests = Object.fromEntries(
     .map((d) => [d.name, readFileSync(new URL(`providers/${d.name}/outpost-provider.yaml`, import.meta.url), "utf8")]),
 );
 
-await build({
-  absWorkingDir: here,
-  entryPoints: ["src/cli.ts"],
-  outfile,
-  bundle: true,
-  platform: "node",
-  target: "node20",
-  format: "esm",
-  // Optional native speed-ups of ws; it works without them.
-  external: ["bufferutil", "utf-8-validate"],
-  // Bundled CommonJS (ws) calls require(); give the ES module one.
-  banner: { js: 'import { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);' },
-  define: { __OUTPOST_BUILTIN_MANIFESTS__: JSON.stringify(manifests) },
-  legalComments: "none",
-  logLevel: "warning",
-});
+await bundle({ dir: new URL(".", import.meta.url), entry: "src/cli.ts", outfile: "dist/cli.js", define: { __OUTPOST_BUILTIN_MANIFESTS__: JSON.stringify(manifests) } });

@@ -1,0 +1,30 @@
+// The one esbuild build of our Node command lines (outpost-agent, outpost): a single ES module file
+// with its dependencies inside, so it runs with plain `node`, no node_modules beside it.
+import { build } from "esbuild";
+import { fileURLToPath } from "node:url";
+
+/**
+ * Builds `entry` (relative to the package directory `dir`) into `outfile`; `--outfile PATH` on the
+ * command line builds elsewhere instead (tests build a private copy rather than racing over dist/).
+ * @param {{ dir: URL, entry: string, outfile: string, define?: Record<string, string> }} o
+ */
+export async function bundle(o) {
+  const at = process.argv.indexOf("--outfile");
+  const outfile = at > 0 && process.argv[at + 1] ? process.argv[at + 1] : o.outfile;
+  await build({
+    absWorkingDir: fileURLToPath(o.dir),
+    entryPoints: [o.entry],
+    outfile,
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "esm",
+    // Optional native speed-ups of ws; it works without them.
+    external: ["bufferutil", "utf-8-validate"],
+    // Bundled CommonJS (ws) calls require(); give the ES module one.
+    banner: { js: 'import { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);' },
+    define: o.define,
+    legalComments: "none",
+    logLevel: "warning",
+  });
+}
