@@ -43,8 +43,10 @@ export interface Command {
   args: string;
   description?: string;
   options?: Record<string, Option>;
-  /** Read commands take --json. */
+  /** Takes --json (every read command does; so do writes that answer a record). */
   json?: boolean;
+  /** Only reads: no change anywhere (test/e2e/outpost-cli.test.ts runs each with --json). */
+  read?: boolean;
   positionals: { min: number; max: number };
   examples?: string[];
   run(ctx: Context, positionals: string[], values: Values): Promise<number | void>;

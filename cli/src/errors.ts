@@ -61,7 +61,9 @@ function explainApi(err: ApiError, ctx: ErrorContext): Explained {
       case "forbidden":
         return "Use a token with a role that allows this (viewer reads; operator creates, execs and writes files; admin deletes and issues tokens).";
       case "not_found":
-        return ctx.environment ? `List the environments of your org with \`outpost env list\`; names and ids (env_…) both work.` : undefined;
+        return ctx.environment
+          ? `List the environments of your org with \`outpost env list\`; names and ids (env_…) both work.`
+          : "Check the id: `outpost snapshots list`, `outpost runs list ENV` and `outpost env list` show what exists.";
       case "agent_not_connected":
         return `No agent serves ${env} right now. See its state with \`outpost env get ${env}\`; start it with \`outpost env start ${env}\` or run an agent with its token (outpost-agent --token …).`;
       case "invalid_state":
@@ -73,7 +75,22 @@ function explainApi(err: ApiError, ctx: ErrorContext): Explained {
       case "timeout":
         return "Give more time (exec: --timeout MS) or check the environment with `outpost env get`.";
       case "rate_limited":
-        return "Wait a moment and try again.";
+        return "Wait a moment (the answer's Retry-After header says how long) and try again.";
+      case "integrity_failed":
+        return "The stored bundle is not what was exported (the workspace was not changed). Export the snapshot again (`outpost snapshots export SNAPSHOT`) and import that export (--export ID).";
+      case "children_limit":
+      case "depth_limit":
+        return `${env}'s spawn scope allows no more: close a child (DELETE …/children/{child}) or have an admin widen the scope (PUT …/spawn).`;
+      case "loop_detected":
+      case "hop_limit":
+        return `See the routing rules with \`outpost gateway get ${env}\` and change them with \`outpost routes set ${env}\`.`;
+      case "agent_error":
+      case "exec_failed":
+        return `The agent could not do it; \`outpost logs ${env}\` shows what happened around it.`;
+      case "no_space":
+        return `${env}'s disk is full: free space (outpost rm ${env} PATH) and try again.`;
+      case "payload_too_large":
+        return "Too large for one request: split it, or copy large files with `outpost cp` (streamed).";
       case "bad_request":
         return fields ? `The offending fields:\n${fields}` : "See `outpost <command> --help` for what the command takes.";
       default:

@@ -32,3 +32,13 @@ export function bytes(n: number): string {
 export function json(value: unknown): string {
   return JSON.stringify(value, null, 2);
 }
+
+/**
+ * A command's answer, the one shape for all of them: with --json the API's JSON (`value`), else the
+ * text `text()` gives (nothing printed when it gives nothing, e.g. after a note that the list is empty).
+ */
+export function print(ctx: { json: boolean; out(line: string): void }, value: unknown, text: () => string | undefined | void): void {
+  if (ctx.json) return ctx.out(json(value));
+  const t = text();
+  if (t) ctx.out(t);
+}

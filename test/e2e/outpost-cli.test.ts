@@ -11,12 +11,15 @@ import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiError, Client, queryTokenWebSocket } from "@outpost/client";
 import type { ExecStreamLine } from "@outpost/protocol";
+import { COMMANDS } from "../../cli/src/commands/index.js";
 import { ROOT } from "../../scripts/lib/dev-vars.js";
 import { startHarness, unlessExited, type Harness } from "./helpers.js";
 
 let h: Harness;
 let bundle = "";
 let id = "";
+let runId = "";
+let snapId = "";
 const NAME = "cli-e2e";
 
 interface Ran {
@@ -122,18 +125,9 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     expect(diff.files.map((f: { path: string }) => f.path)).toEqual(expect.arrayContaining(["notes/hi.txt"]));
   });
 
-  it("every read command's --json output parses", async () => {
-    const reads = [["health"], ["hosts", "list"], ["providers", "list"], ["runs", "list", NAME], ["logs", NAME], ["env", "get", id]];
-    for (const args of reads) {
-      const r = await outpost([...args, "--json"], { env: admin() });
-      expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(0);
-      expect(() => JSON.parse(r.stdout.toString()), args.join(" ")).not.toThrow();
-    }
-  });
-
   it("runs create/get/list/cancel", async () => {
     const created = parsed(await outpost(["runs", "create", NAME, "--json", "-m", "hello run", "--", "sh", "-c", "cat; sleep 30"], { env: admin() }));
-    const runId = created.run.id as string;
+    runId = created.run.id as string;
     expect(runId).toMatch(/^run_/);
     const list = parsed(await outpost(["runs", "list", NAME, "--json"], { env: admin() }));
     expect(list.runs.map((r: { id: string }) => r.id)).toContain(runId);
@@ -286,7 +280,7 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
 
   it("snapshots: create, export -o (downloaded, sha256 checked), list, and import into another environment", async () => {
     const created = parsed(await outpost(["snapshots", "create", NAME, "-m", "from the cli", "--json"], { env: admin(), timeoutMs: 60_000 }));
-    const snapId = created.snapshot.id as string;
+    snapId = created.snapshot.id as string;
     expect(created.snapshot).toMatchObject({ environmentId: id, message: "from the cli" });
     const file = join(h.dir, "snap.bundle");
     const exported = parsed(await outpost(["snapshots", "export", snapId, "-o", file, "--json"], { env: admin(), timeoutMs: 60_000 }));
@@ -302,6 +296,43 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     expect(cat.stdout.toString()).toBe("hi\n");
     const got = parsed(await outpost(["snapshots", "get", snapId, "--json"], { env: admin() }));
     expect(got.snapshot.environments.length).toBe(2);
+
+    // a change made after the snapshot: diff shows it as a patch, merge brings it into the other environment
+    expect((await outpost(["put", NAME, "-", "notes/later.txt"], { env: admin(), stdin: Buffer.from("later\n") })).code).toBe(0);
+    const patch = await outpost(["snapshots", "diff", snapId, NAME], { env: admin(), timeoutMs: 60_000 });
+    expect(patch.code, patch.stderr).toBe(0);
+    expect(patch.stdout.toString()).toMatch(/^\+\+\+ b\/notes\/later\.txt$/m);
+    const merged = parsed(await outpost(["snapshots", "merge", NAME, other, "--json"], { env: admin(), timeoutMs: 60_000 }));
+    expect(merged.import.conflicts).toEqual([]);
+    expect((await outpost(["cat", other, "notes/later.txt"], { env: admin() })).stdout.toString()).toBe("later\n");
+  });
+
+  it("every read command prints JSON with --json: the API's own record, under its key", async () => {
+    /** The arguments each read command gets here and the key its JSON must have; a new read command must be added. */
+    const cases: Record<string, { args: string[]; key: string }> = {
+      "env list": { args: [], key: "environments" },
+      "env get": { args: [NAME], key: "environment" },
+      "runs list": { args: [NAME], key: "runs" },
+      "runs get": { args: [runId], key: "run" },
+      "providers list": { args: [], key: "providers" },
+      "hosts list": { args: [], key: "hosts" },
+      health: { args: [], key: "version" },
+      "gateway get": { args: [NAME], key: "gateway" },
+      "snapshots list": { args: [], key: "snapshots" },
+      "snapshots get": { args: [snapId], key: "snapshot" },
+      "snapshots diff": { args: [snapId, NAME], key: "patch" },
+      ls: { args: [NAME], key: "entries" },
+      diff: { args: [NAME], key: "files" },
+      logs: { args: [NAME], key: "events" },
+    };
+    const reads = COMMANDS.filter((c) => c.read).map((c) => c.name);
+    expect(reads.filter((n) => !(n in cases)), "read commands this test does not run").toEqual([]);
+    for (const name of reads) {
+      const { args, key } = cases[name]!;
+      const r = await outpost([...name.split(" "), ...args, "--json"], { env: admin() });
+      expect(r.code, `${name}: ${r.stderr}`).toBe(0);
+      expect(JSON.parse(r.stdout.toString()), name).toHaveProperty(key);
+    }
   });
 
   it("client: objectives and threads, a snapshot's narrative, diff and merge, the spawn scope and children", async () => {

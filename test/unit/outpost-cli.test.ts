@@ -57,10 +57,11 @@ describe("outpost --help", () => {
     }
   });
 
-  it("every read command (list, get, show) takes --json", () => {
-    const reads = COMMANDS.filter((c) => /^(env (list|get)|runs (list|get)|hosts list|providers list|gateway get|snapshots (list|get)|ls|diff|logs|health)$/.test(c.name));
-    expect(reads.length).toBe(13);
-    for (const c of reads) expect(c.json, c.name).toBe(true);
+  it("every read command (list, get, ls, diff, logs, health) is marked read and takes --json", () => {
+    const named = COMMANDS.filter((c) => /(^| )(list|get|ls|diff|logs|health)$/.test(c.name)).map((c) => c.name);
+    expect(COMMANDS.filter((c) => c.read).map((c) => c.name).sort()).toEqual(named.sort());
+    expect(named.length).toBeGreaterThanOrEqual(14);
+    for (const c of COMMANDS.filter((x) => x.read)) expect(c.json, c.name).toBe(true);
   });
 });
 
@@ -121,6 +122,10 @@ describe("errors say what to do next", () => {
     expect(explain(problem(404, "not_found", "No environment named 'x'."), { environment: "x" }).hint).toContain("outpost env list");
     expect(explain(problem(403, "forbidden", "needs operator")).hint).toContain("role");
     expect(explain(problem(500, "internal", "boom")).hint).toContain("wrangler.log");
+    expect(explain(problem(404, "not_found", "No snapshot snap_x.")).hint).toContain("outpost snapshots list");
+    expect(explain(problem(422, "integrity_failed", "Truncated.")).hint).toContain("outpost snapshots export");
+    expect(explain(problem(409, "children_limit", "At the limit."), { environment: "web" }).hint).toContain("web's spawn scope");
+    expect(explain(problem(409, "hop_limit", "Too many hops."), { environment: "web" }).hint).toContain("outpost gateway get web");
     const invalid = new ApiError(400, "bad_request", "Invalid", { type: "t", title: "x", status: 400, detail: "Invalid request body", code: "bad_request", errors: [{ path: "name", message: "too long" }] });
     expect(explain(invalid).hint).toContain("name: too long");
   });

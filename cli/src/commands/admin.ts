@@ -1,6 +1,6 @@
 import { integer, list, pairs, str, type Command } from "../command.js";
 import { UsageError } from "../errors.js";
-import { ago, json, table } from "../output.js";
+import { ago, json, print, table } from "../output.js";
 
 const hostToken = (name: string, summary: string): Command => ({
   name,
@@ -16,7 +16,7 @@ const hostToken = (name: string, summary: string): Command => ({
   async run(ctx, [hostName], v) {
     const providers = str(v.providers)?.split(",").filter(Boolean);
     const r = await ctx.client().createHostToken({ name: hostName!, providers, ttlSeconds: integer(str(v.ttl), "--ttl", 60) });
-    ctx.out(ctx.json ? json(r) : r.token);
+    print(ctx, r, () => r.token);
   },
 });
 
@@ -26,17 +26,16 @@ export const adminCommands: Command[] = [
     summary: "Providers installed in the org, and which connected hosts offer them",
     args: "",
     json: true,
+    read: true,
     positionals: { min: 0, max: 0 },
     async run(ctx) {
       const r = await ctx.client().listProviders();
-      if (ctx.json) return ctx.out(json(r));
       const offered = (o: Array<{ host: string; connected: boolean }>) => o.map((x) => `${x.host}${x.connected ? "" : " (offline)"}`).join(", ") || "-";
       const rows = [
         ...r.providers.map((p) => ({ id: p.id, installed: "yes", "offered by": offered(p.offeredBy), config: Object.keys(p.config).join(",") || "-" })),
         ...r.offeredNotInstalled.map((p) => ({ id: p.id, installed: "no", "offered by": offered(p.offeredBy), config: "-" })),
       ];
-      if (rows.length === 0) return ctx.note("no providers installed or offered (connect a host with `outpost-agent host`, or `outpost providers install ID`)");
-      ctx.out(table(rows, ["id", "installed", "offered by", "config"]));
+      print(ctx, r, () => (rows.length ? table(rows, ["id", "installed", "offered by", "config"]) : ctx.note("no providers installed or offered (connect a host with `outpost-agent host`, or `outpost providers install ID`)")));
     },
   },
   {
@@ -50,7 +49,7 @@ export const adminCommands: Command[] = [
       const raw = pairs(list(v.config), "--config") ?? {};
       const config = Object.fromEntries(Object.entries(raw).map(([k, x]) => [k, parseValue(x)]));
       const r = await ctx.client().installProvider({ id: id!, config });
-      ctx.out(ctx.json ? json(r) : `installed ${r.provider.id}`);
+      print(ctx, r, () => `installed ${r.provider.id}`);
     },
   },
   {
@@ -68,13 +67,13 @@ export const adminCommands: Command[] = [
     summary: "The org's provider hosts: providers, capabilities, load, connected",
     args: "",
     json: true,
+    read: true,
     positionals: { min: 0, max: 0 },
     async run(ctx) {
       const hosts = await ctx.client().listHosts();
-      if (ctx.json) return ctx.out(json({ hosts }));
-      if (hosts.length === 0) return ctx.note("no provider hosts (issue a token with `outpost tokens host NAME` and run `outpost-agent host`)");
-      ctx.out(
-        table(
+      print(ctx, { hosts }, () => {
+        if (hosts.length === 0) return ctx.note("no provider hosts (issue a token with `outpost tokens host NAME` and run `outpost-agent host`)");
+        return table(
           hosts.map((h) => ({
             name: h.name,
             connected: h.connected ? "yes" : "no",
@@ -84,8 +83,8 @@ export const adminCommands: Command[] = [
             "last hello": ago(h.lastHelloAt),
           })),
           ["name", "connected", "environments", "providers", "capabilities", "last hello"],
-        ),
-      );
+        );
+      });
     },
   },
   hostToken("hosts token", "Issue a provider host token (same as `outpost tokens host`)"),
@@ -99,9 +98,10 @@ export const adminCommands: Command[] = [
     async run(ctx, [ref]) {
       ctx.about(ref!);
       const r = await ctx.client().rotateAgentToken(ref!);
-      if (ctx.json) return ctx.out(json(r));
-      ctx.out(r.agentToken);
-      ctx.note(`generation ${r.generation}; restart the environment's agent with this token`);
+      print(ctx, r, () => {
+        ctx.note(`generation ${r.generation}; restart the environment's agent with this token`);
+        return r.agentToken;
+      });
     },
   },
   {
@@ -109,10 +109,11 @@ export const adminCommands: Command[] = [
     summary: "Whether the control plane answers, and its version",
     args: "",
     json: true,
+    read: true,
     positionals: { min: 0, max: 0 },
     async run(ctx) {
       const h = await ctx.client().health();
-      ctx.out(ctx.json ? json(h) : `ok: ${ctx.config().url} (version ${h.version})`);
+      print(ctx, h, () => `ok: ${ctx.config().url} (version ${h.version})`);
     },
   },
   {

@@ -2,7 +2,7 @@ import type { ForwardBody, Target } from "@outpost/protocol";
 import type { z } from "zod";
 import { integer, list, pairs, str, type Command, type Context } from "../command.js";
 import { UsageError } from "../errors.js";
-import { json } from "../output.js";
+import { json, print } from "../output.js";
 import { exitCodeOf } from "./exec.js";
 
 /** `capability:NAME` is a capability target; anything else an environment name or id. */
@@ -98,16 +98,20 @@ export const chainingCommands: Command[] = [
     summary: "Whether an environment takes forwarded work, from whom, and its routing rules",
     args: "ENV",
     json: true,
+    read: true,
     positionals: { min: 1, max: 1 },
     async run(ctx, [ref]) {
       ctx.about(ref!);
       const r = await ctx.client().getGateway(ref!);
-      if (ctx.json) return ctx.out(json(r));
-      ctx.out(`accept        ${r.gateway.accept ? "yes" : "no"}`);
-      ctx.out(`allow from    ${r.gateway.allowFrom.join(", ") || "-"}`);
-      ctx.out(`capabilities  ${r.gateway.capabilities.join(", ") || "-"}`);
-      ctx.out(`max hops      ${r.routing.maxHops}`);
-      for (const rule of r.routing.rules) ctx.out(`route         ${rule.match} → ${rule.to === "local" ? "local" : show(rule.to)}`);
+      print(ctx, r, () =>
+        [
+          `accept        ${r.gateway.accept ? "yes" : "no"}`,
+          `allow from    ${r.gateway.allowFrom.join(", ") || "-"}`,
+          `capabilities  ${r.gateway.capabilities.join(", ") || "-"}`,
+          `max hops      ${r.routing.maxHops}`,
+          ...r.routing.rules.map((rule) => `route         ${rule.match} → ${rule.to === "local" ? "local" : show(rule.to)}`),
+        ].join("\n"),
+      );
     },
   },
   {
@@ -131,7 +135,7 @@ export const chainingCommands: Command[] = [
         allowFrom: str(v["allow-from"])?.split(",").filter(Boolean),
         capabilities: str(v.capabilities)?.split(",").filter(Boolean),
       });
-      ctx.out(ctx.json ? json({ gateway }) : `${ref}: ${gateway.accept ? `accepts from ${gateway.allowFrom.join(", ") || "no one yet"}` : "closed"}`);
+      print(ctx, { gateway }, () => `${ref}: ${gateway.accept ? `accepts from ${gateway.allowFrom.join(", ") || "no one yet"}` : "closed"}`);
     },
   },
   {
@@ -149,8 +153,7 @@ export const chainingCommands: Command[] = [
       ctx.about(ref!);
       const rules = Object.entries(pairs(list(v.rule), "--rule") ?? {}).map(([match, to]) => ({ match, to: to === "local" ? ("local" as const) : target(to) }));
       const routing = await ctx.client().setRoutes(ref!, { rules, maxHops: integer(str(v["max-hops"]), "--max-hops", 1) });
-      if (ctx.json) return ctx.out(json({ routing }));
-      ctx.out(`${ref}: ${routing.rules.length} rule${routing.rules.length === 1 ? "" : "s"}, at most ${routing.maxHops} hops`);
+      print(ctx, { routing }, () => `${ref}: ${routing.rules.length} rule${routing.rules.length === 1 ? "" : "s"}, at most ${routing.maxHops} hops`);
     },
   },
 ];

@@ -1,8 +1,8 @@
 import type { Environment, EnvironmentState, EnvironmentSummary } from "@outpost/protocol";
 import { EnvironmentState as States } from "@outpost/protocol";
-import { integer, list, pairs, str, type Command, type Context } from "../command.js";
+import { integer, list, pairs, str, type Command } from "../command.js";
 import { UsageError } from "../errors.js";
-import { ago, json, table } from "../output.js";
+import { ago, print, table } from "../output.js";
 
 function describe(e: Environment): string {
   const rows: Array<[string, string]> = [
@@ -24,9 +24,7 @@ function describe(e: Environment): string {
   return rows.map(([k, v]) => `${k.padEnd(10)} ${v}`).join("\n");
 }
 
-function printEnvironment(ctx: Context, e: Environment): void {
-  ctx.out(ctx.json ? json({ environment: e }) : describe(e));
-}
+const brief = (e: Environment) => `${e.name} (${e.id}): ${e.state}`;
 
 const action = (name: "start" | "stop" | "restart", summary: string): Command => ({
   name: `env ${name}`,
@@ -38,8 +36,7 @@ const action = (name: "start" | "stop" | "restart", summary: string): Command =>
     ctx.about(ref!);
     const c = ctx.client();
     const e = name === "start" ? await c.startEnvironment(ref!) : name === "stop" ? await c.stopEnvironment(ref!) : await c.restartEnvironment(ref!);
-    if (ctx.json) printEnvironment(ctx, e);
-    else ctx.out(`${e.name} (${e.id}): ${e.state}`);
+    print(ctx, { environment: e }, () => brief(e));
   },
 });
 
@@ -72,11 +69,11 @@ export const envCommands: Command[] = [
         requires: requires ? { capabilities: requires.split(",").filter(Boolean) } : undefined,
         host: str(v.host),
       });
-      if (ctx.json) return ctx.out(json(created));
-      const e = created.environment;
-      ctx.out(`created ${e.name} (${e.id}): ${e.state}${e.host ? ` on host ${e.host}` : ""}`);
-      ctx.out(`agent token: ${created.agentToken}`);
-      if (!e.host) ctx.note(`No host created it: start its agent with\n  npx outpost-agent --url ${ctx.config().url} --token <agent token> --workspace DIR`);
+      print(ctx, created, () => {
+        const e = created.environment;
+        if (!e.host) ctx.note(`No host created it: start its agent with\n  npx outpost-agent --url ${ctx.config().url} --token <agent token> --workspace DIR`);
+        return `created ${e.name} (${e.id}): ${e.state}${e.host ? ` on host ${e.host}` : ""}\nagent token: ${created.agentToken}`;
+      });
     },
   },
   {
@@ -89,6 +86,7 @@ export const envCommands: Command[] = [
       limit: { type: "string", value: "N", description: "at most N (default 100)" },
     },
     json: true,
+    read: true,
     positionals: { min: 0, max: 0 },
     async run(ctx, _p, v) {
       const state = str(v.state);
@@ -102,9 +100,11 @@ export const envCommands: Command[] = [
         if (!r.nextCursor) break;
         cursor = r.nextCursor;
       }
-      if (ctx.json) return ctx.out(json({ environments: all }));
-      if (all.length === 0) return ctx.note("no environments (create one with `outpost env create NAME --provider local`)");
-      ctx.out(table(all.map((e) => ({ id: e.id, name: e.name, state: e.state, provider: e.provider, created: ago(e.createdAt) })), ["id", "name", "state", "provider", "created"]));
+      print(ctx, { environments: all }, () =>
+        all.length
+          ? table(all.map((e) => ({ id: e.id, name: e.name, state: e.state, provider: e.provider, created: ago(e.createdAt) })), ["id", "name", "state", "provider", "created"])
+          : ctx.note("no environments (create one with `outpost env create NAME --provider local`)"),
+      );
     },
   },
   {
@@ -112,10 +112,12 @@ export const envCommands: Command[] = [
     summary: "Show an environment: state, agent, health, restarts",
     args: "ENV",
     json: true,
+    read: true,
     positionals: { min: 1, max: 1 },
     async run(ctx, [ref]) {
       ctx.about(ref!);
-      printEnvironment(ctx, await ctx.client().getEnvironment(ref!));
+      const e = await ctx.client().getEnvironment(ref!);
+      print(ctx, { environment: e }, () => describe(e));
     },
   },
   action("start", "Start an environment (it becomes running when its agent connects)"),
@@ -130,8 +132,7 @@ export const envCommands: Command[] = [
     async run(ctx, [ref]) {
       ctx.about(ref!);
       const e = await ctx.client().archiveEnvironment(ref!);
-      if (ctx.json) printEnvironment(ctx, e);
-      else ctx.out(`${e.name} (${e.id}): ${e.state}`);
+      print(ctx, { environment: e }, () => brief(e));
     },
   },
 ];

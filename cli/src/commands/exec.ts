@@ -2,6 +2,7 @@ import { constants } from "node:os";
 import type { ExecBody } from "@outpost/protocol";
 import { integer, list, pairs, str, type Command, type Context } from "../command.js";
 import { json } from "../output.js";
+import { UsageError } from "../errors.js";
 
 /** The CLI's exit for a finished command: its own code, 128+N for signal N, 124 on timeout (as timeout(1)). */
 export function exitCodeOf(r: { exitCode: number | null; signal?: string | null; timedOut?: boolean }): number {
@@ -11,9 +12,17 @@ export function exitCodeOf(r: { exitCode: number | null; signal?: string | null;
   return n ? 128 + n : 1;
 }
 
+/** The API takes stdin as at most 16 MiB of base64: 12 MiB of bytes. */
+const MAX_STDIN = 12 * 1024 * 1024;
+
 async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const chunk of stream) parts.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
+  let size = 0;
+  for await (const chunk of stream) {
+    const b = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    if ((size += b.length) > MAX_STDIN) throw new UsageError("exec -i: stdin is larger than 12 MiB", "Copy it into the workspace with `outpost put ENV - PATH` and have the command read the file.");
+    parts.push(b);
+  }
   return Buffer.concat(parts);
 }
 
@@ -28,7 +37,7 @@ export const execCommand: Command = {
     env: { type: "string", short: "e", multiple: true, value: "K=V", description: "an environment variable for the command" },
     timeout: { type: "string", value: "MS", description: "kill it after MS milliseconds" },
     shell: { type: "boolean", description: "run COMMAND (one string) with /bin/sh -c" },
-    stdin: { type: "boolean", short: "i", description: "send outpost's stdin to the command (read fully first, at most 16 MiB)" },
+    stdin: { type: "boolean", short: "i", description: "send outpost's stdin to the command (read fully first, at most 12 MiB)" },
   },
   json: true,
   positionals: { min: 2, max: Infinity },

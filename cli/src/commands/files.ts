@@ -5,7 +5,7 @@ import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { integer, str, type Command, type Context } from "../command.js";
 import { UsageError } from "../errors.js";
-import { bytes, json, table } from "../output.js";
+import { bytes, print, table } from "../output.js";
 import { counted, progress } from "../progress.js";
 
 const REMOTE = /^([a-z0-9][a-z0-9-]*|env_[a-z0-9]{20}):(.*)$/;
@@ -137,14 +137,16 @@ export const fileCommands: Command[] = [
       max: { type: "string", value: "N", description: "at most N entries" },
     },
     json: true,
+    read: true,
     positionals: { min: 1, max: 2 },
     async run(ctx, [ref, path], v) {
       ctx.about(ref!);
       const r = await ctx.client().listFiles(ref!, path ?? ".", { recursive: v.recursive === true || undefined, maxEntries: integer(str(v.max), "--max", 1) });
-      if (ctx.json) return ctx.out(json(r));
-      const rows = r.entries.map((e) => ({ type: e.type === "directory" ? "dir" : e.type, size: e.type === "directory" ? "-" : bytes(e.size), modified: new Date(e.mtimeMs).toISOString().slice(0, 19).replace("T", " "), path: e.path }));
-      if (rows.length) ctx.out(table(rows, ["type", "size", "modified", "path"]));
-      if (r.truncated) ctx.note("(truncated: give --max N for more)");
+      print(ctx, r, () => {
+        if (r.truncated) ctx.note("(truncated: give --max N for more)");
+        const rows = r.entries.map((e) => ({ type: e.type === "directory" ? "dir" : e.type, size: e.type === "directory" ? "-" : bytes(e.size), modified: new Date(e.mtimeMs).toISOString().slice(0, 19).replace("T", " "), path: e.path }));
+        return table(rows, ["type", "size", "modified", "path"]);
+      });
     },
   },
   {
@@ -153,16 +155,15 @@ export const fileCommands: Command[] = [
     args: "ENV",
     options: { "max-file-bytes": { type: "string", value: "N", description: "skip the text of files larger than N bytes" } },
     json: true,
+    read: true,
     positionals: { min: 1, max: 1 },
     async run(ctx, [ref], v) {
       ctx.about(ref!);
       const r = await ctx.client().diff(ref!, { maxFileBytes: integer(str(v["max-file-bytes"]), "--max-file-bytes", 1) });
-      if (ctx.json) return ctx.out(json(r));
-      if (r.files.length === 0) return ctx.note(`no changes (against ${r.base === "git" ? "git HEAD" : "the workspace as first seen"})`);
-      for (const f of r.files) {
-        ctx.out(`${f.status} ${f.from ? `${f.from} → ` : ""}${f.path}${f.binary ? " (binary)" : ""}${f.truncated ? " (truncated)" : ""}`);
-        if (f.diff) ctx.out(f.diff.replace(/\n$/, ""));
-      }
+      print(ctx, r, () => {
+        if (r.files.length === 0) return ctx.note(`no changes (against ${r.base === "git" ? "git HEAD" : "the workspace as first seen"})`);
+        return r.files.flatMap((f) => [`${f.status} ${f.from ? `${f.from} → ` : ""}${f.path}${f.binary ? " (binary)" : ""}${f.truncated ? " (truncated)" : ""}`, ...(f.diff ? [f.diff.replace(/\n$/, "")] : [])]).join("\n");
+      });
     },
   },
 ];

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { EventStreamClosed, type EventStream } from "@outpost/client";
 import type { EnvironmentEvent } from "@outpost/protocol";
 import { integer, str, type Command, type Context } from "../command.js";
-import { json } from "../output.js";
+import { print } from "../output.js";
 
 const RECONNECTS = 20;
 
@@ -51,6 +51,7 @@ export const logsCommand: Command = {
     tail: { type: "string", value: "N", description: "with -f: start with at most the newest N events (0: only new ones)" },
   },
   json: true,
+  read: true,
   positionals: { min: 1, max: 1 },
   examples: ["outpost logs local", "outpost logs local -f --after 120", "outpost logs local -f --json | jq .type"],
   async run(ctx, [ref], v) {
@@ -66,7 +67,6 @@ export const logsCommand: Command = {
       if (r.events.length === 0 || r.next === next) break;
       next = r.next;
     }
-    if (ctx.json) return ctx.out(json({ events, next }));
-    for (const e of events) ctx.out(eventLine(e));
+    print(ctx, { events, next }, () => events.map(eventLine).join("\n"));
   },
 };

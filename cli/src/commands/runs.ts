@@ -1,6 +1,6 @@
 import type { Run } from "@outpost/protocol";
-import { integer, list, pairs, str, type Command, type Context } from "../command.js";
-import { ago, json, table } from "../output.js";
+import { integer, list, pairs, str, type Command } from "../command.js";
+import { ago, print, table } from "../output.js";
 
 function describe(r: Run): string {
   const rows: Array<[string, string]> = [
@@ -21,7 +21,7 @@ function describe(r: Run): string {
   return rows.map(([k, v]) => `${k.padEnd(11)} ${v}`).join("\n");
 }
 
-const print = (ctx: Context, r: Run) => ctx.out(ctx.json ? json({ run: r }) : describe(r));
+const brief = (r: Run) => `${r.id}: ${r.state}`;
 
 export const runCommands: Command[] = [
   {
@@ -30,13 +30,16 @@ export const runCommands: Command[] = [
     args: "ENV",
     options: { limit: { type: "string", value: "N", description: "at most N (default 100)" } },
     json: true,
+    read: true,
     positionals: { min: 1, max: 1 },
     async run(ctx, [ref], v) {
       ctx.about(ref!);
       const runs = await ctx.client().listRuns(ref!, { limit: integer(str(v.limit), "--limit", 1) });
-      if (ctx.json) return ctx.out(json({ runs }));
-      if (runs.length === 0) return ctx.note("no runs (start one with `outpost runs create ENV -- COMMAND`)");
-      ctx.out(table(runs.map((r) => ({ id: r.id, state: r.state, exit: r.exitCode === null ? r.signal ?? "" : String(r.exitCode), created: ago(r.createdAt), command: r.command.join(" ") })), ["id", "state", "exit", "created", "command"]));
+      print(ctx, { runs }, () =>
+        runs.length
+          ? table(runs.map((r) => ({ id: r.id, state: r.state, exit: r.exitCode === null ? r.signal ?? "" : String(r.exitCode), created: ago(r.createdAt), command: r.command.join(" ") })), ["id", "state", "exit", "created", "command"])
+          : ctx.note("no runs (start one with `outpost runs create ENV -- COMMAND`)"),
+      );
     },
   },
   {
@@ -44,9 +47,11 @@ export const runCommands: Command[] = [
     summary: "A run: state, exit code, times",
     args: "RUN",
     json: true,
+    read: true,
     positionals: { min: 1, max: 1 },
     async run(ctx, [id]) {
-      print(ctx, await ctx.client().getRun(id!));
+      const r = await ctx.client().getRun(id!);
+      print(ctx, { run: r }, () => describe(r));
     },
   },
   {
@@ -66,8 +71,7 @@ export const runCommands: Command[] = [
     async run(ctx, [ref, ...command], v) {
       ctx.about(ref!);
       const r = await ctx.client().createRun(ref!, { agent: { command, env: pairs(list(v.env), "--env") }, message: str(v.message), threadId: str(v.thread), objectiveId: str(v.objective) });
-      if (ctx.json) return print(ctx, r);
-      ctx.out(`${r.id}: ${r.state}`);
+      print(ctx, { run: r }, () => brief(r));
     },
   },
   {
@@ -78,8 +82,7 @@ export const runCommands: Command[] = [
     positionals: { min: 1, max: 1 },
     async run(ctx, [id]) {
       const r = await ctx.client().cancelRun(id!);
-      if (ctx.json) return print(ctx, r);
-      ctx.out(`${r.id}: ${r.state}`);
+      print(ctx, { run: r }, () => brief(r));
     },
   },
 ];

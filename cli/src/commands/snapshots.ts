@@ -4,10 +4,10 @@ import { rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { Snapshot } from "@outpost/protocol";
+import type { Snapshot, SnapshotImportResult } from "@outpost/protocol";
 import { integer, str, type Command, type Context } from "../command.js";
 import { UsageError } from "../errors.js";
-import { ago, bytes, json, table } from "../output.js";
+import { ago, bytes, print, table } from "../output.js";
 import { counted, progress } from "../progress.js";
 
 const FORMATS = ["bundle", "tar.gz"] as const;
@@ -35,6 +35,15 @@ function describe(s: Snapshot): string {
   ];
   return rows.map(([k, v]) => `${k.padEnd(11)} ${v}`).join("\n");
 }
+
+/** What an import or a merge did; conflicts (exit 1) go to stderr with what to do about them. */
+function imported(ctx: Context, ref: string, r: SnapshotImportResult): string {
+  if (r.conflicts.length) ctx.note(`conflicts (these files keep git's conflict markers in ${ref}'s workspace: edit them, then take a snapshot):\n${r.conflicts.map((c) => `  ${c}`).join("\n")}`);
+  return `${r.strategy}: ${r.changed.length} path${r.changed.length === 1 ? "" : "s"} changed in ${ref}${r.preImport ? `; its former state is snapshot ${r.preImport.snapshotId}` : ""}`;
+}
+
+/** `snap_…` is a snapshot, anything else an environment's name or id. */
+const side = (raw: string) => (/^snap_/.test(raw) ? { snapshotId: raw } : { environment: raw });
 
 /** Downloads an export to a file (beside it, then renamed), checking the sha256 the control plane recorded. */
 async function saveExport(ctx: Context, snapshotId: string, exportId: string, file: string): Promise<string> {
@@ -80,7 +89,7 @@ export const snapshotCommands: Command[] = [
       ctx.about(ref!);
       const format = oneOf(str(v.export), FORMATS, "--export");
       const s = await ctx.client().createSnapshot({ environment: ref!, message: str(v.message), threadId: str(v.thread), runId: str(v.run), export: format ? { format } : undefined });
-      ctx.out(ctx.json ? json({ snapshot: s }) : `${s.id}: ${s.files} files, commit ${s.commit.slice(0, 12)}${s.exports[0] ? `, exported ${s.exports[0].id}` : ""}`);
+      print(ctx, { snapshot: s }, () => `${s.id}: ${s.files} files, commit ${s.commit.slice(0, 12)}${s.exports[0] ? `, exported ${s.exports[0].id}` : ""}`);
     },
   },
   {
@@ -93,12 +102,15 @@ export const snapshotCommands: Command[] = [
       limit: { type: "string", value: "N", description: "at most N" },
     },
     json: true,
+    read: true,
     positionals: { min: 0, max: 0 },
     async run(ctx, _p, v) {
       const snapshots = await ctx.client().listSnapshots({ environment: str(v.env), threadId: str(v.thread), limit: integer(str(v.limit), "--limit", 1) });
-      if (ctx.json) return ctx.out(json({ snapshots }));
-      if (snapshots.length === 0) return ctx.note("no snapshots (take one with `outpost snapshots create ENV`)");
-      ctx.out(table(snapshots.map((s) => ({ id: s.id, environment: s.environmentId, files: String(s.files), created: ago(s.createdAt), message: s.message })), ["id", "environment", "files", "created", "message"]));
+      print(ctx, { snapshots }, () =>
+        snapshots.length
+          ? table(snapshots.map((s) => ({ id: s.id, environment: s.environmentId, files: String(s.files), created: ago(s.createdAt), message: s.message })), ["id", "environment", "files", "created", "message"])
+          : ctx.note("no snapshots (take one with `outpost snapshots create ENV`)"),
+      );
     },
   },
   {
@@ -106,10 +118,11 @@ export const snapshotCommands: Command[] = [
     summary: "A snapshot: commit, thread, exports, the environments that hold it",
     args: "SNAPSHOT",
     json: true,
+    read: true,
     positionals: { min: 1, max: 1 },
     async run(ctx, [id]) {
       const s = await ctx.client().getSnapshot(id!);
-      ctx.out(ctx.json ? json({ snapshot: s }) : describe(s));
+      print(ctx, { snapshot: s }, () => describe(s));
     },
   },
   {
@@ -128,8 +141,7 @@ export const snapshotCommands: Command[] = [
       const r = await ctx.client().exportSnapshot(id!, { format: oneOf(str(v.format), FORMATS, "--format"), baseSnapshotId: str(v.base) });
       const file = str(v.output);
       if (file) await saveExport(ctx, id!, r.export.id, file);
-      if (ctx.json) return ctx.out(json({ export: r.export }));
-      ctx.out(`${r.export.id}: ${r.export.format}, ${bytes(r.export.size)}, sha256 ${r.export.sha256}${file ? `; saved to ${file}` : ""}`);
+      print(ctx, { export: r.export }, () => `${r.export.id}: ${r.export.format}, ${bytes(r.export.size)}, sha256 ${r.export.sha256}${file ? `; saved to ${file}` : ""}`);
     },
   },
   {
@@ -147,15 +159,42 @@ export const snapshotCommands: Command[] = [
     async run(ctx, [id, ref], v) {
       ctx.about(ref!);
       const r = await ctx.client().importSnapshot(id!, { environment: ref!, strategy: oneOf(str(v.strategy), STRATEGIES, "--strategy"), exportId: str(v.export) });
-      if (ctx.json) {
-        ctx.out(json({ import: r.import }));
-        return r.import.conflicts.length ? 1 : 0;
-      }
-      ctx.out(`${r.import.strategy}: ${r.import.changed.length} path${r.import.changed.length === 1 ? "" : "s"} changed in ${ref}${r.import.preImport ? `; its former state is snapshot ${r.import.preImport.snapshotId}` : ""}`);
-      if (r.import.conflicts.length) {
-        ctx.note(`conflicts (resolve them in the workspace):\n${r.import.conflicts.map((c) => `  ${c}`).join("\n")}`);
-        return 1;
-      }
+      print(ctx, { import: r.import }, () => imported(ctx, ref!, r.import));
+      return r.import.conflicts.length ? 1 : 0;
+    },
+  },
+  {
+    name: "snapshots diff",
+    summary: "The patch between two snapshots or environments (or its --stat, or git format-patch mail)",
+    args: "FROM TO",
+    description: "FROM and TO are each a snapshot id (snap_…) or an environment's name or id; an environment is compared as it is now. --json prints { patch }.",
+    options: {
+      stat: { type: "boolean", description: "only the changed files and line counts" },
+      mail: { type: "boolean", description: "git format-patch output, for git am" },
+    },
+    json: true,
+    read: true,
+    positionals: { min: 2, max: 2 },
+    examples: ["outpost snapshots diff snap_… local", "outpost snapshots diff local review-env --stat"],
+    async run(ctx, [from, to], v) {
+      if (v.stat === true && v.mail === true) throw new UsageError("snapshots diff: give at most one of --stat and --mail");
+      const patch = await ctx.client().diffSnapshots({ from: side(from!), to: side(to!), format: v.stat === true ? "stat" : v.mail === true ? "format-patch" : "patch" });
+      print(ctx, { patch }, () => void ctx.stdout.write(patch));
+    },
+  },
+  {
+    name: "snapshots merge",
+    summary: "Merge a snapshot's (or an environment's) changes into an environment as a patch; conflicts exit 1",
+    args: "FROM ENV",
+    description: "FROM is a snapshot id (snap_…) or an environment's name or id. A three-way merge: conflicting files keep git's conflict markers and are listed.",
+    json: true,
+    positionals: { min: 2, max: 2 },
+    examples: ["outpost snapshots merge snap_… review-env", "outpost snapshots merge feature-env main-env"],
+    async run(ctx, [from, ref]) {
+      ctx.about(ref!);
+      const r = await ctx.client().mergeSnapshot({ into: ref!, from: side(from!) });
+      print(ctx, { import: r.import }, () => imported(ctx, ref!, r.import));
+      return r.import.conflicts.length ? 1 : 0;
     },
   },
 ];
