@@ -108,7 +108,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     this.metrics.wake();
     for (const carried of carriedMetrics(ctx)) this.metrics.adopt(carried);
     this.sql = sqlOf(ctx.storage.sql, (rows) => this.metrics.wrote(rows));
-    this.schedule = new Schedule(this.sql, ctx.storage);
+    this.schedule = new Schedule(this.sql, ctx.storage, () => this.metrics.alarmWritten());
     this.events = new EventLog(this.sql, () => this.now(), () => openSockets(ctx, WATCH_TAG));
     this.link = new EdgeLink(this.sql);
     this.runs = new Runs(this.sql, this.events, () => this.iso(), () => this.row()?.id ?? "");

@@ -55,6 +55,15 @@ export class Metrics {
     this.rowsSinceFlush += rows;
   }
 
+  /**
+   * The alarm was set or deleted: counted as one row written (the alarm lives in the object's
+   * storage), but unlike other rows it does not make the metrics row ride along: an idle link
+   * check's counts are still carried by the socket.
+   */
+  alarmWritten(): void {
+    this.pending().rowsWritten++;
+  }
+
   healthChecked(at: string): void {
     this.pending().lastHealthCheckAt = at;
   }

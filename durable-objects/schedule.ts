@@ -14,6 +14,8 @@ export class Schedule {
   constructor(
     private readonly sql: Sql,
     private readonly storage: DurableObjectStorage,
+    /** Told of each setAlarm/deleteAlarm: the alarm is kept in the object's storage, billed as a row written. */
+    private readonly alarmWritten: () => void = () => {},
   ) {}
 
   set(key: string, due: number, event: string): void {
@@ -50,9 +52,13 @@ export class Schedule {
     const next = candidates.length ? Math.min(...candidates) : null;
     const current = await this.storage.getAlarm();
     if (next === null) {
-      if (current !== null) await this.storage.deleteAlarm();
+      if (current !== null) {
+        await this.storage.deleteAlarm();
+        this.alarmWritten();
+      }
     } else if (current !== next) {
       await this.storage.setAlarm(next);
+      this.alarmWritten();
     }
     return next;
   }

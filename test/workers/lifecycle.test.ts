@@ -145,6 +145,26 @@ describe("heartbeats", () => {
     expect(Date.parse(after.lastSeenAt!)).toBeGreaterThanOrEqual(pingedAt - 1000);
   });
 
+  it("an idle link check counts its setAlarm as the one row it writes, and writes no metrics row", async () => {
+    const org = "org-idle-check";
+    const token = await userToken({ org });
+    const { environment, agentToken } = await create(token, "idlecheck", { heartbeatMs: 5000, idleCheckMs: 1000 });
+    const clock = await fakeClock(org, environment.id, Date.now());
+    const agent = await connect(environment.id, agentToken);
+    const metrics = async () => (await (await call("GET", `/v1/environments/${environment.id}/metrics`, { token })).json()) as { rowsWritten: number; alarms: number };
+    agent.ws.send("ping");
+    await eventually(async () => agent.texts.includes("pong"));
+    const m0 = await metrics();
+    clock.set(Date.now() + 1000); // the link check is due; the link is live (pinged well within three intervals)
+    await runDurableObjectAlarm(stubOf(org, environment.id));
+    expect((await get(token, environment.id)).state).toBe("running");
+    expect(await alarmAt(org, environment.id)).toBe(clock.now + 1000);
+    const m1 = await metrics();
+    expect(m1.alarms).toBe(m0.alarms + 1);
+    expect(m1.rowsWritten - m0.rowsWritten).toBe(1);
+    agent.ws.close(1000);
+  });
+
   it("pings neither wake the object nor write a row", async () => {
     const org = "org-idle";
     const token = await userToken({ org });
