@@ -25,7 +25,7 @@ import { Agent, helloFrame, type Outbound } from "../provider-agent/src/agent.js
 import { connectEndpoint } from "../provider-agent/src/endpoint.js";
 import { Link } from "../provider-agent/src/link.js";
 import type { Logger } from "../provider-agent/src/log.js";
-import { startHealthReports } from "../provider-agent/src/services/health.js";
+import { DEFAULT_HEALTH_INTERVAL_MS, startHealthReports } from "../provider-agent/src/services/health.js";
 import { AGENT_VERSION } from "../provider-agent/src/version.js";
 
 export interface FleetSpec {
@@ -33,7 +33,7 @@ export interface FleetSpec {
   agents: Array<{
     token: string;
     workspace: string;
-    /** Health report interval; null: none. Default: the agent's own (60 s). */
+    /** Health report interval; null: none. Default: the agent's own (DEFAULT_HEALTH_INTERVAL_MS, 5 min). */
     healthMs?: number | null;
   }>;
 }
@@ -76,7 +76,7 @@ type Member = {
   healthSent: number;
 };
 
-export const DEFAULT_FLEET_HEALTH_MS = 60_000;
+export const DEFAULT_FLEET_HEALTH_MS = DEFAULT_HEALTH_INTERVAL_MS;
 /** A small file in every agent's workspace. */
 export const PROBE_FILE = "probe.txt";
 

@@ -5,6 +5,7 @@
  * Baseline, measured over the same window: a bare Node process holding one WebSocket (the `ws`
  * package the agent bundles) open to the raw relay and pinging it: what any Node agent costs at least.
  */
+import { DEFAULT_HEALTH_INTERVAL_MS } from "../provider-agent/src/services/health.js";
 import { ROOT } from "../scripts/lib/dev-vars.js";
 import { spawnGroup } from "../scripts/lib/process-group.js";
 import { waitFor } from "../scripts/lib/wait.js";
@@ -99,7 +100,7 @@ export async function footprintSection(ctx: BenchContext): Promise<SectionResult
       { section: "footprint", name: "process start → running", value: round(running), unit: "ms", baseline: { name: "bare Node: start → ws open", value: bareOpenMs === null ? null : round(bareOpenMs) } },
     ];
     const notes = [
-      `The agent is the built CLI (provider-agent/dist/cli.js via bin/outpost-agent.js), connected with the default heartbeat (10 s) and health reports (60 s), idle for ${idleMs / 1000} s after a 1 s pause; RSS sampled every second (peak ${agentPeak} MB, last ${agentRss} MB), CPU = (utime + stime) ÷ wall time.`,
+      `The agent is the built CLI (provider-agent/dist/cli.js via bin/outpost-agent.js), connected with the default heartbeat (10 s) and health reports (${DEFAULT_HEALTH_INTERVAL_MS / 1000} s), idle for ${idleMs / 1000} s after a 1 s pause; RSS sampled every second (peak ${agentPeak} MB, last ${agentRss} MB), CPU = (utime + stime) ÷ wall time.`,
       `Of the agent's RSS, ${round(a!.fileBytes / MB)} MB is RssFile (mapped files, almost all of it the node binary, shared with every Node process; the bare Node process maps ${round(b!.fileBytes / MB)} MB) and ${round(a!.anonBytes / MB)} MB RssAnon, its own heap: the agent's code (a 1.4 MB bundle, zod included) and state cost about ${round((a!.anonBytes - b!.anonBytes) / MB)} MB over a bare Node process with a WebSocket.`,
       `Start → running is measured until the API shows the environment running with this agent (polled every 100 ms); the agent logged its welcome after ${welcomedMs === null ? "n/a" : Math.round(welcomedMs)} ms.`,
     ];

@@ -6,16 +6,16 @@
  * An hour is measured in about two minutes by timing each idle event separately, on its own
  * environment, all connected to one fleet process (bench/fleet.ts) at the same moment T0:
  *   pings     heartbeat every 100 ms (100× the default), no health reports, no link check
- *   health    health report every 20 s (3× the default 60 s), default heartbeat, no link check
+ *   health    health report every 20 s (15× the default 300 s), default heartbeat, no link check
  *   alarms    link check (the idle alarm) every 20 s (15× the default 300 s), no health reports
- *   defaults  everything at its default (10 s heartbeat, 60 s health, 300 s link check), unscaled
+ *   defaults  everything at its default (10 s heartbeat, 300 s health, 300 s link check), unscaled
  *   control   an agent without health reports or link checks: what reading the metrics costs by itself
  * Events 20 s apart leave the object time to hibernate in between (workerd evicts it 10 s after its
  * last event), as the default intervals do, so each event is measured as it happens in production:
  * it wakes the object. Metrics are read at T0 (twice: the second read is the start) and again at
  * T0 + k×20 s + 14 s, when every object has been asleep for at least 10 s; the control's change over
  * the same window is what the reads cost and is subtracted. Per event = change ÷ events; per hour =
- * per event × events in an hour at the defaults (360 pings, 60 health reports, 12 link checks), plus
+ * per event × events in an hour at the defaults (360 pings, 12 health reports, 12 link checks), plus
  * the metrics row an idle object writes once per FLUSH_AT_LEAST_EVERY_MS (its counts ride on the
  * agent socket's attachment until then; see durable-objects/metrics.ts), which a window of two
  * minutes cannot see and is therefore added from that constant.
@@ -23,6 +23,7 @@
 import { join } from "node:path";
 import type { EnvironmentMetrics } from "@outpost/protocol";
 import { FLUSH_AT_LEAST_EVERY_MS } from "../durable-objects/metrics-policy.js";
+import { DEFAULT_HEALTH_INTERVAL_MS } from "../provider-agent/src/services/health.js";
 import { waitFor } from "../scripts/lib/wait.js";
 import { monthlyCost, nonHibernating, PRICES, type HourlyUsage } from "./cost-model.js";
 import type { BenchContext } from "./lib/context.js";
@@ -33,7 +34,7 @@ import { round } from "./lib/stats.js";
 
 const DAY_MS = 86_400_000;
 const PHASE_MS = 20_000;
-const DEFAULTS = { heartbeatMs: 10_000, healthMs: 60_000, idleCheckMs: 300_000 };
+const DEFAULTS = { heartbeatMs: 10_000, healthMs: DEFAULT_HEALTH_INTERVAL_MS, idleCheckMs: 300_000 };
 const PER_HOUR = { pings: 3_600_000 / DEFAULTS.heartbeatMs, health: 3_600_000 / DEFAULTS.healthMs, alarms: 3_600_000 / DEFAULTS.idleCheckMs };
 
 type Key = "pings" | "health" | "alarms" | "defaults";
@@ -173,7 +174,7 @@ export async function idleCostSection(ctx: BenchContext): Promise<SectionResult>
       `Window ${Math.round(windowMs / 1000)} s (k = ${k}); reading the metrics twice costs, by the control environment: ${observe.wakeups} wake-up(s), ${observe.entries} entr(ies), ${observe.rowsWritten} row(s); that was subtracted from each environment. An entry that writes nothing else leaves its counts on the agent socket's attachment (no row); the metrics row is written when other writes happen, or once every ${FLUSH_AT_LEAST_EVERY_MS / 60_000} min at the latest: ${round(flushesPerHour)} row(s) an hour added to the idle figures, which this window is too short to see.`,
       `Pings: ${events.pings} pings at 100 ms on one socket reached the object ${idle.pings.entries} time(s) (${idle.pings.webSocketMessage} webSocketMessage entries), woke it ${idle.pings.wakeups} time(s), wrote ${idle.pings.rowsWritten} row(s): the runtime's auto-response answers them.`,
       `Health reports: each wakes the object (${perHealth?.wakeups ?? "n/a"} wake-ups, ${perHealth?.entries ?? "n/a"} entries per report) and writes ${perHealth?.rowsWritten ?? "n/a"} row(s): the report is kept in the socket's attachment and so are the entry's counts. At the default interval that is ${PER_HOUR.health} wake-ups and ${round(PER_HOUR.health * (perHealth?.rowsWritten ?? 0))} rows per idle hour.`,
-      `Link checks: each alarm costs ${perAlarm?.wakeups ?? "n/a"} wake-up(s), ${perAlarm?.entries ?? "n/a"} entr(ies), ${perAlarm?.rowsWritten ?? "n/a"} row(s); at the default idleCheckMs (300 s) that is ${PER_HOUR.alarms} firings an hour.`,
+      `Link checks: each alarm costs ${perAlarm?.wakeups ?? "n/a"} wake-up(s), ${perAlarm?.entries ?? "n/a"} entr(ies), ${perAlarm?.rowsWritten ?? "n/a"} row(s) (each setAlarm that re-arms the check is counted as a row written: the alarm is kept in the object's storage); at the default idleCheckMs (300 s) that is ${PER_HOUR.alarms} firings an hour.`,
       `Directly at the defaults over the same ${Math.round(windowMs / 1000)} s: ${measuredDefaultsPerHour.healthFrames} health report(s) → ${idle.defaults.wakeups} wake-up(s), ${idle.defaults.entries} entr(ies), ${idle.defaults.alarms} alarm(s), ${idle.defaults.rowsWritten} counted row(s), as predicted by the per-event figures.`,
       `Dollars assume ${billedPerWakeS} s billed per wake (a read that woke an object took ${Math.round(asleepReadMs)} ms end to end here, ${Math.round(awakeReadMs)} ms when awake), pings billed as WebSocket messages (20:1) and 10 rows read per entry; prices of ${PRICES.asOf}, before the plan's included usage.`,
     ];

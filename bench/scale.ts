@@ -3,7 +3,7 @@
  *
  * Scale: N environments (1,000; 50 with --quick) are created over HTTP with bounded concurrency,
  * then N agents connect at once from one fleet process (bench/fleet.ts: the provider-agent's own
- * Link and Agent, default heartbeat 10 s and health reports every 60 s). Measured: the time until
+ * Link and Agent, default heartbeat 10 s and health reports every 5 min). Measured: the time until
  * the API's list `?state=running` counts all N, the control plane's memory (VmRSS of wrangler's
  * workerd processes, summed from /proc) with 0 and N environments connected, its CPU while the N
  * agents sit idle, and the exec round trip under that load beside the raw relay measured meanwhile.
