@@ -16,6 +16,8 @@ import type { BundleFormat, OpParams, SnapshotTaken } from "@outpost/protocol";
 import { AgentError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
 import { checkBaseOutside } from "./diff-snapshot.js";
+import { requireGit } from "./git-version.js";
+import { childEnv } from "./exec.js";
 import { ShadowGit } from "./shadow-git.js";
 
 /** Bundles and partial imports older than this are removed when the service starts. */
@@ -90,12 +92,13 @@ export class SnapshotService {
     const ready =
       this.#ready ??
       (this.#ready = (async () => {
+        const version = await requireGit("git", childEnv(undefined));
         await checkBaseOutside(this.#workspace, this.dir);
         const workTree = await realpath(this.#workspace);
         await mkdir(this.dir, { recursive: true, mode: 0o700 });
         const git = new ShadowGit({ gitDir: this.gitDir, workTree });
         if (!(await stat(path.join(this.gitDir, "HEAD")).catch(() => null))) {
-          this.#log.info(`creating the shadow repository for ${workTree} in ${this.gitDir}`);
+          this.#log.info(`creating the shadow repository for ${workTree} in ${this.gitDir} (git ${version})`);
           await git.ok(["init", "-q", "--template="]);
         }
         await mkdir(this.outgoing, { recursive: true, mode: 0o700 });
