@@ -4,12 +4,14 @@
  * (their services cannot be reached from here; none of them was run live).
  */
 import type { CloudFake, CloudFakeOptions } from "./cloud-fake.js";
+import { startFakeDaytona } from "./daytona.js";
 import { startFakeE2b } from "./e2b.js";
 
 export type { CloudFake, CloudFakeOptions } from "./cloud-fake.js";
 
 const FAKES: Record<string, (o: CloudFakeOptions) => Promise<CloudFake>> = {
   e2b: startFakeE2b,
+  daytona: startFakeDaytona,
 };
 
 export const FAKED_PROVIDERS = Object.keys(FAKES);
