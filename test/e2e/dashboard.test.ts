@@ -29,6 +29,8 @@ const problems: string[] = [];
 /** Every HTTP request and WebSocket the page opened, to check where the token travels. */
 const requested: string[] = [];
 const sockets: string[] = [];
+/** Event-stream sockets the page holds open now, by environment id (one each). */
+const openSockets = new Map<string, number>();
 let viewerToken = "";
 // page.evaluate takes source strings here: this project's Node types have no DOM.
 
@@ -65,7 +67,16 @@ beforeAll(async () => {
   page = browser.page;
   page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
   page.on("request", (r) => requested.push(r.url()));
-  page.on("websocket", (ws) => sockets.push(ws.url()));
+  page.on("websocket", (ws) => {
+    sockets.push(ws.url());
+    const env = decodeURIComponent(new URL(ws.url()).pathname.split("/")[3] ?? "");
+    openSockets.set(env, (openSockets.get(env) ?? 0) + 1);
+    ws.on("close", () => {
+      const n = (openSockets.get(env) ?? 1) - 1;
+      if (n > 0) openSockets.set(env, n);
+      else openSockets.delete(env);
+    });
+  });
   // The refused sign-in (401) and the viewer's refused action (403) are the failed loads the tests cause on purpose.
   page.on("console", (m) => m.type() === "error" && !/status of 40[13] /.test(m.text()) && problems.push(`console: ${m.text()}`));
 }, 90_000);
@@ -117,6 +128,50 @@ describe("the dashboard in headless Chromium", () => {
     await startAgent();
     await stateBadge(row).and(page.locator("[data-state=running]")).waitFor({ timeout: 15_000 });
     expect(await page.evaluate("window.__sameDocument")).toBe(true);
+  });
+
+  it("pages through the environments (cursor and limit), with a socket only for the rows on screen", async () => {
+    for (let i = 0; i < 12; i++) await h.admin.createEnvironment({ name: `paged-${String(i).padStart(2, "0")}`, provider: "local" });
+    const rows = page.locator("[data-test=environments] tbody tr");
+    const liveIds = async () => (await page.locator("[data-test=environments] tbody tr[data-live]").evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-env")))).sort();
+    const socketIds = () => [...openSockets.keys()].sort();
+
+    await page.locator("[data-test=page-size]").selectOption("10");
+    await expect.poll(() => rows.count()).toBe(10);
+    expect(await page.locator("[data-test=list-status]").textContent()).toMatch(/^1–10, more on the next page/);
+    expect(await page.locator("[data-test=page-prev]").isDisabled()).toBe(true);
+    // every row fits the window: each has its socket, and no environment off the page has one
+    await expect.poll(liveIds).toHaveLength(10);
+    await expect.poll(socketIds).toEqual(await liveIds());
+    const first = await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-env")));
+    await screenshot("environments-paged");
+
+    await page.locator("[data-test=page-next]").click();
+    await expect.poll(() => rows.count()).toBe(3);
+    expect(await page.locator("[data-test=page-label]").textContent()).toBe("Page 2");
+    expect(await page.locator("[data-test=list-status]").textContent()).toMatch(/^11–13;/);
+    expect(await page.locator("[data-test=page-next]").isDisabled()).toBe(true);
+    const second = await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-env")));
+    expect(second.filter((id) => first.includes(id))).toEqual([]);
+    await expect.poll(socketIds).toEqual([...second].sort()); // the first page's sockets are closed
+
+    // a short window: only the rows it shows hold a socket, and scrolling moves them
+    await page.setViewportSize({ width: 1280, height: 320 });
+    await page.locator("[data-test=page-prev]").click();
+    await expect.poll(() => rows.count()).toBe(10);
+    await expect.poll(async () => (await liveIds()).length).toBeLessThan(10);
+    await expect.poll(socketIds).toEqual(await liveIds());
+    expect(await liveIds()).toContain(first[0]);
+    await page.evaluate("window.scrollTo(0, document.body.scrollHeight)");
+    await expect.poll(liveIds).toContain(first[9]);
+    await expect.poll(liveIds).not.toContain(first[0]);
+    await expect.poll(socketIds).toEqual(await liveIds());
+
+    await page.setViewportSize({ width: 1280, height: 860 });
+    await page.locator("[data-test=page-size]").selectOption("25");
+    await expect.poll(() => rows.count()).toBe(13);
+    await expect.poll(liveIds).toHaveLength(13);
+    await expect.poll(socketIds).toEqual(await liveIds());
   });
 
   it("opens the environment page with its record and event log", async () => {

@@ -120,8 +120,8 @@ export function query(q) {
 }
 
 export const api = {
-  /** @param {string} [cursor] @returns {Promise<{ environments: EnvironmentSummary[], nextCursor: string | null }>} */
-  list: (cursor) => call("GET", `/v1/environments${query({ limit: 50, cursor })}`),
+  /** A page of the list. @param {string | undefined} cursor @param {number} limit @returns {Promise<{ environments: EnvironmentSummary[], nextCursor: string | null }>} */
+  list: (cursor, limit) => call("GET", `/v1/environments${query({ limit, cursor })}`),
   /** @param {string} env @returns {Promise<Environment>} */
   get: async (env) => (/** @type {{ environment: Environment }} */ (await call("GET", envPath(env)))).environment,
   /** @param {string} env @param {"start" | "stop" | "restart"} action */

@@ -1,19 +1,26 @@
 // @ts-check
 /**
- * The environments table. Live without polling each environment: every visible row (a page holds
- * at most 50) keeps one event-stream WebSocket opened with `tail=0` (live events only, no backlog).
- * Those sockets hibernate on the server, so an idle row costs nothing; a `state.changed` event
- * repaints the badge at once, and state or agent events refetch that one environment's details
- * (restarts, capabilities, last seen). The list itself (a D1 query, no Durable Object woken) is
- * re-read every 30 s and when the tab becomes visible, to pick up environments created or archived.
+ * The environments table, a page at a time (the API's cursor and limit: Previous/Next and a page
+ * size). Live without polling each environment: a row keeps an event-stream WebSocket (`tail=0`,
+ * live events only) while it is on screen, and closes it when it scrolls out of view or its page is
+ * left, so a page of 100 rows on a small window holds only the few sockets it can show. A socket
+ * (re)opened reads that environment once, so a row that comes back into view is current; a
+ * `state.changed` event repaints the badge at once, and state or agent events refetch that one
+ * environment's details (restarts, capabilities, last seen). The page itself (a D1 query, no Durable
+ * Object woken) is re-read every 30 s and when the tab becomes visible, to pick up environments
+ * created or archived.
  */
 import { api, watchEvents } from "./api.js";
 import { ago, badge, h, replace } from "./dom.js";
 
 /** @typedef {import("./api.js").Environment} Environment */
 /** @typedef {import("./api.js").EnvironmentSummary} EnvironmentSummary */
+/** @typedef {{ tr: HTMLTableRowElement, summary: EnvironmentSummary, detail: Environment | null, watch: () => void, unwatch: () => void, refresh: () => void }} Row */
 
 const LIST_REFRESH_MS = 30_000;
+export const PAGE_SIZES = [10, 25, 50, 100];
+const DEFAULT_SIZE = 25;
+const SIZE_KEY = "outpost.pageSize";
 
 /**
  * @param {HTMLElement} root
@@ -22,27 +29,50 @@ const LIST_REFRESH_MS = 30_000;
 export function renderEnvironments(root) {
   const tbody = h("tbody");
   const status = h("p", { class: "hint", "data-test": "list-status" }, "Loading…");
+  const prev = h("button", { type: "button", "data-test": "page-prev", disabled: true, onclick: () => go(index - 1) }, "← Previous");
+  const next = h("button", { type: "button", "data-test": "page-next", disabled: true, onclick: () => go(index + 1) }, "Next →");
+  const label = h("span", { class: "hint", "data-test": "page-label" }, "");
+  const stored = Number(localStorage.getItem(SIZE_KEY));
+  let size = PAGE_SIZES.includes(stored) ? stored : DEFAULT_SIZE;
+  const sizeSelect = h(
+    "select",
+    { "data-test": "page-size", "aria-label": "Rows per page", onchange: () => ((size = Number(sizeSelect.value)), localStorage.setItem(SIZE_KEY, String(size)), (cursors.length = 1), go(0)) },
+    PAGE_SIZES.map((n) => h("option", { value: String(n), selected: n === size }, `${n} per page`)),
+  );
   replace(
     root,
     h("section", { class: "card" }, h("h1", {}, "Environments"), status, h("table", { class: "environments", "data-test": "environments" },
       h("thead", {}, h("tr", {}, ...["Name", "State", "Provider", "Capabilities", "Last seen", "Restarts"].map((t) => h("th", { scope: "col" }, t)))),
       tbody,
-    )),
+    ), h("nav", { class: "pager", "aria-label": "Pages" }, prev, label, next, sizeSelect)),
   );
 
-  /** @type {Map<string, { tr: HTMLTableRowElement, summary: EnvironmentSummary, detail: Environment | null, stop: () => void, refresh: () => void }>} */
+  /** The cursor of each page seen so far: cursors[0] is the first page's (none). */
+  /** @type {Array<string | undefined>} */
+  const cursors = [undefined];
+  let index = 0;
+  /** @type {Map<string, Row>} */
   const rows = new Map();
+  /** Rows on screen keep their socket; a row off screen (or on another page) has none. */
+  const onScreen = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      const row = rows.get(/** @type {HTMLElement} */ (entry.target).dataset.env ?? "");
+      if (row) entry.isIntersecting ? row.watch() : row.unwatch();
+    }
+  });
 
-  /** @param {EnvironmentSummary} s */
+  /** @param {EnvironmentSummary} s @returns {Row} */
   const addRow = (s) => {
     const tr = h("tr", { "data-env": s.id, "data-name": s.name });
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     let pending;
+    /** @type {{ close(): void } | null} */
+    let watcher = null;
+    /** @type {Row} */
     const row = {
       tr,
       summary: s,
-      detail: /** @type {Environment | null} */ (null),
-      stop: () => {},
+      detail: null,
       refresh: () => {
         clearTimeout(pending);
         pending = setTimeout(async () => {
@@ -54,26 +84,45 @@ export function renderEnvironments(root) {
           }
         }, 150);
       },
-    };
-    const watcher = watchEvents(s.id, {
-      tail: 0,
-      onOpen: row.refresh, // whatever changed before the socket opened is read once here
-      onEvent: (e) => {
-        if (e.type === "state.changed" && typeof e.data.to === "string") {
-          row.summary = { ...row.summary, state: /** @type {EnvironmentSummary["state"]} */ (e.data.to) };
-          if (row.detail) row.detail = { ...row.detail, state: row.summary.state };
-          paint(row);
-        }
-        if (e.type === "state.changed" || e.type.startsWith("agent.")) row.refresh();
+      watch: () => {
+        if (watcher) return;
+        tr.dataset.live = "true";
+        watcher = watchEvents(s.id, {
+          tail: 0,
+          onOpen: row.refresh, // whatever changed while it had no socket is read once here
+          onEvent: (e) => {
+            if (e.type === "state.changed" && typeof e.data.to === "string") {
+              row.summary = { ...row.summary, state: /** @type {EnvironmentSummary["state"]} */ (e.data.to) };
+              if (row.detail) row.detail = { ...row.detail, state: row.summary.state };
+              paint(row);
+            }
+            if (e.type === "state.changed" || e.type.startsWith("agent.")) row.refresh();
+          },
+        });
       },
-    });
-    row.stop = () => (clearTimeout(pending), watcher.close());
+      unwatch: () => {
+        clearTimeout(pending);
+        watcher?.close();
+        watcher = null;
+        delete tr.dataset.live;
+      },
+    };
     rows.set(s.id, row);
     paint(row);
     return row;
   };
 
-  /** @param {{ tr: HTMLTableRowElement, summary: EnvironmentSummary, detail: Environment | null }} row */
+  /** @param {string} id */
+  const dropRow = (id) => {
+    const row = rows.get(id);
+    if (!row) return;
+    onScreen.unobserve(row.tr);
+    row.unwatch();
+    row.tr.remove();
+    rows.delete(id);
+  };
+
+  /** @param {Row} row */
   const paint = ({ tr, summary, detail }) => {
     const caps = detail?.agent?.capabilities ?? [];
     const seen = detail?.connected ? "connected" : ago(detail?.lastSeenAt);
@@ -88,29 +137,53 @@ export function renderEnvironments(root) {
     );
   };
 
-  const load = async () => {
+  /** Loads page `to` (0-based), or re-reads the current one. */
+  let loading = 0;
+  /** @param {number} to */
+  const go = async (to) => {
+    const ticket = ++loading;
+    prev.disabled = next.disabled = true;
     try {
-      const { environments, nextCursor } = await api.list();
+      const { environments, nextCursor } = await api.list(cursors[to], size);
+      if (ticket !== loading) return; // a later click won
+      if (environments.length === 0 && to > 0) return void go(to - 1); // the page emptied (archived meanwhile)
+      index = to;
+      cursors.length = index + 1;
+      if (nextCursor) cursors.push(nextCursor);
       const ids = new Set(environments.map((e) => e.id));
-      for (const [id, row] of rows) if (!ids.has(id)) (row.stop(), row.tr.remove(), rows.delete(id));
+      for (const id of [...rows.keys()]) if (!ids.has(id)) dropRow(id);
       for (const s of environments) {
-        const row = rows.get(s.id) ?? addRow(s);
+        const known = rows.get(s.id);
+        const row = known ?? addRow(s);
         tbody.appendChild(row.tr); // keeps the list's order
+        if (!known) onScreen.observe(row.tr);
       }
-      replace(status, environments.length ? `${environments.length} environment${environments.length === 1 ? "" : "s"}${nextCursor ? " (the first 50)" : ""}, live` : "No environments yet. Create one with POST /v1/environments or `npm start`.");
+      const first = index * size + 1;
+      replace(label, `Page ${index + 1}`);
+      replace(
+        status,
+        environments.length
+          ? `${first}–${first + environments.length - 1}${nextCursor ? ", more on the next page" : ""}; live while on screen`
+          : "No environments yet. Create one with POST /v1/environments or `npm start`.",
+      );
+      prev.disabled = index === 0;
+      next.disabled = !nextCursor;
     } catch (err) {
+      if (ticket !== loading) return;
       replace(status, h("span", { class: "error" }, `Could not list environments: ${err instanceof Error ? err.message : String(err)}`));
+      prev.disabled = index === 0;
+      next.disabled = cursors.length <= index + 1;
     }
   };
 
-  void load();
-  const timer = setInterval(load, LIST_REFRESH_MS);
-  const onVisible = () => document.visibilityState === "visible" && void load();
+  void go(0);
+  const timer = setInterval(() => void go(index), LIST_REFRESH_MS);
+  const onVisible = () => document.visibilityState === "visible" && void go(index);
   document.addEventListener("visibilitychange", onVisible);
   return () => {
     clearInterval(timer);
     document.removeEventListener("visibilitychange", onVisible);
-    for (const row of rows.values()) row.stop();
-    rows.clear();
+    onScreen.disconnect();
+    for (const id of [...rows.keys()]) dropRow(id);
   };
 }

@@ -27,7 +27,7 @@ export function renderSignIn(root, done) {
     const value = token.value.trim();
     session.signIn(value, remember.checked);
     try {
-      await api.list();
+      await api.list(undefined, 1); // is the token accepted?
       done();
     } catch (err) {
       session.signOut();
