@@ -30,11 +30,11 @@ Options:
   --provider-dir DIR    load an external provider from DIR (repeatable)
   --config JSON         the environment's config, e.g. '{"repository":"/path/to/repo"}'
   --capabilities LIST   passed to the host
-  --fake                run a cloud provider (${FAKED_PROVIDERS.join(", ")}) against a local fake of
-                        its service on 127.0.0.1 instead of the real one: the fake runs the agent the
-                        provider starts on this machine, in a temporary directory standing for the
-                        sandbox, and teardown must leave the fake empty. Its config (URLs, a key it
-                        accepts) is merged under --config.
+  --fake                run a cloud provider against a local fake of its service on 127.0.0.1
+                        instead of the real one (${FAKED_PROVIDERS.join(", ")}): the fake
+                        runs the agent the provider starts on this machine, in a temporary directory
+                        standing for the sandbox, and teardown must leave the fake empty. Its config
+                        (URLs, a key it accepts) is merged under --config.
   -h, --help            this text
 
 Exit code 0 when every step passed, 1 otherwise, 2 on bad usage.

@@ -60,7 +60,7 @@ describe("every provider passes the conformance kit", () => {
     await conforms("docker", { leftovers: ({ id }) => (containers(id) ? [`container ${containers(id)} of ${id}`] : []) });
   });
 
-  for (const provider of ["e2b", "daytona"]) {
+  for (const provider of ["e2b", "daytona", "cloudflare-containers"]) {
     it(`${provider}, against a local fake of its service`, async () => {
       const fake = await startCloudFake(provider, { dir: join(h.dir, `fake-${provider}`) });
       try {

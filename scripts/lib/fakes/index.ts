@@ -4,6 +4,7 @@
  * (their services cannot be reached from here; none of them was run live).
  */
 import type { CloudFake, CloudFakeOptions } from "./cloud-fake.js";
+import { startFakeCloudflareContainers } from "./cloudflare-containers.js";
 import { startFakeDaytona } from "./daytona.js";
 import { startFakeE2b } from "./e2b.js";
 
@@ -12,6 +13,7 @@ export type { CloudFake, CloudFakeOptions } from "./cloud-fake.js";
 const FAKES: Record<string, (o: CloudFakeOptions) => Promise<CloudFake>> = {
   e2b: startFakeE2b,
   daytona: startFakeDaytona,
+  "cloudflare-containers": startFakeCloudflareContainers,
 };
 
 export const FAKED_PROVIDERS = Object.keys(FAKES);
