@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Builds outpost-agent-base:latest, the smallest image the docker provider can run the agent in:
-# this machine's `node` binary, a few basic tools (sh, cat, ls, pwd, ...) for exec, the shared
+# this machine's `node` binary, a few basic tools (sh, cat, ls, pwd, ...) for exec, git (2.38 or
+# newer: snapshots need it) with its exec-path, tar and gzip (tar.gz snapshots), the shared
 # libraries they link, and nothing else (no package manager), imported from a tarball with `docker import`; nothing is pulled from a registry.
-# Idempotent: does nothing when the tag already exists (pass --force to rebuild).
+# Idempotent: does nothing when the tag already exists with this script's CONTENTS label (pass --force to rebuild).
 set -euo pipefail
 TAG="${OUTPOST_DOCKER_IMAGE:-outpost-agent-base:latest}"
-if [ "${1:-}" != "--force" ] && docker image inspect "$TAG" >/dev/null 2>&1; then
+# Bump when what goes into the image changes, so an image built by an older script is rebuilt.
+CONTENTS="2-node-tools-git-tar"
+have="$(docker image inspect -f '{{index .Config.Labels "outpost.base-image"}}' "$TAG" 2>/dev/null || true)"
+if [ "${1:-}" != "--force" ] && [ "$have" = "$CONTENTS" ]; then
   echo "docker-base-image: $TAG already exists"
   exit 0
 fi
@@ -17,10 +21,24 @@ chmod 1777 "$rootfs/tmp"
 mkdir -p "$rootfs/bin"
 cp "$node_bin" "$rootfs/usr/local/bin/node"
 bins=("$node_bin")
-for tool in sh cat ls pwd true env mkdir rm echo; do
+for tool in sh cat ls pwd true env mkdir rm echo tar gzip; do
   found="$(type -P "$tool" || true)"
   case "$found" in /*) cp -L "$found" "$rootfs/bin/$tool"; bins+=("$(readlink -f "$found")") ;; esac
 done
+# git: the program, and its exec-path (git runs itself from there for pack-objects, index-pack, ...):
+# the `git` binary and the links naming its builtins; the helpers for remotes over HTTP, mail and
+# daemons are left out (snapshots never use them, and they would bring curl and its libraries).
+git_bin="$(type -P git || true)"
+if [ -n "$git_bin" ]; then
+  exec_path="$(git --exec-path)"
+  mkdir -p "$rootfs/usr/bin" "$rootfs$exec_path"
+  cp -L "$git_bin" "$rootfs/usr/bin/git"
+  cp -L "$exec_path/git" "$rootfs$exec_path/git"
+  find "$exec_path" -maxdepth 1 -type l -lname git -exec cp -P {} "$rootfs$exec_path/" \;
+  bins+=("$(readlink -f "$git_bin")")
+else
+  echo "docker-base-image: no git on this machine; the image will have none (snapshots will refuse to start)" >&2
+fi
 # Every library they link, at the path the dynamic loader looks for it (including the loader itself).
 for lib in $(ldd "${bins[@]}" 2>/dev/null | grep -oE '/[^ :]+' | grep -v "^$rootfs" | sort -u); do
   case " ${bins[*]} " in *" $lib "*) continue ;; esac
@@ -33,6 +51,7 @@ printf 'hosts: files dns\n' > "$rootfs/etc/nsswitch.conf"
 tar -C "$rootfs" -c . | docker import \
   --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
   --change 'WORKDIR /workspace' \
+  --change "LABEL outpost.base-image=$CONTENTS" \
   --change 'CMD ["node", "--version"]' \
   - "$TAG" >/dev/null
-echo "docker-base-image: built $TAG from $node_bin ($(node --version))"
+echo "docker-base-image: built $TAG from $node_bin ($(node --version)), $(git --version 2>/dev/null || echo 'no git'), $CONTENTS"

@@ -67,9 +67,10 @@ export async function recordSnapshot(db: D1Database, org: string, environmentId:
     db
       .prepare(
         `INSERT OR IGNORE INTO snapshots (id, org, environment_id, thread_id, run_id, objective_id, parent_id, commit_sha, tree_sha, files, bytes, message, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, (SELECT id FROM snapshots WHERE org = ? AND commit_sha = ? ORDER BY id LIMIT 1), ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, ?, ?, COALESCE(?, (SELECT objective_id FROM threads WHERE org = ? AND id = ?)), (SELECT id FROM snapshots WHERE org = ? AND commit_sha = ? ORDER BY id LIMIT 1), ?, ?, ?, ?, ?, ?)`,
       )
-      .bind(s.snapshotId, org, environmentId, s.threadId, s.runId, s.objectiveId, org, s.parent, s.commit, s.tree, s.files, s.bytes, s.message, at),
+      // A snapshot that continues a thread (the workspace's current one, named by the agent) is part of that thread's objective.
+      .bind(s.snapshotId, org, environmentId, s.threadId, s.runId, s.objectiveId, org, s.threadId, org, s.parent, s.commit, s.tree, s.files, s.bytes, s.message, at),
     db.prepare("INSERT OR IGNORE INTO snapshot_locations (org, snapshot_id, environment_id, commit_sha, at) VALUES (?, ?, ?, ?, ?)").bind(org, s.snapshotId, environmentId, s.commit, at),
   ]);
 }
