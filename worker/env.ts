@@ -18,4 +18,6 @@ export interface Env {
   /** Requests per second into one environment, and the burst allowed above it (durable-objects/flood.ts). */
   OUTPOST_ENV_RATE?: string;
   OUTPOST_ENV_BURST?: string;
+  /** How long a forward stream may be quiet before a blank keepalive line goes out (ms; default 15000). */
+  OUTPOST_FORWARD_KEEPALIVE_MS?: string;
 }

@@ -13,7 +13,8 @@ const envs: Record<string, Started> = {};
 const NAMES = ["a", "b", "c", "d", "e", "f"];
 
 beforeAll(async () => {
-  h = await startHarness();
+  // Quiet forward streams get a keepalive line every 300 ms: that is how a gone client is noticed.
+  h = await startHarness({ vars: { OUTPOST_FORWARD_KEEPALIVE_MS: "300" } });
   for (const name of NAMES) envs[name] = await startEnvironment(h, name, { gateway: { capabilities: name === "d" ? ["gpu"] : [] } });
 }, 180_000);
 afterAll(async () => {
@@ -35,7 +36,7 @@ describe("execution chaining between real agents", () => {
     const script = "for i in 1 2 3 4 5 6 7 8; do echo line $i; done; pwd -P; echo done >&2";
     const res = await forward("a", { exec: { command: ["sh", "-c", script] }, route: ["b", "c", "d"] }, true);
     expect(res.status).toBe(200);
-    const lines = (await res.text()).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = (await res.text()).split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines[0]).toMatchObject({ type: "started" });
     const stdout = lines.filter((l) => l.type === "stdout").map((l) => l.data).join("");
     expect(stdout).toBe(`${[1, 2, 3, 4, 5, 6, 7, 8].map((i) => `line ${i}\n`).join("")}${envs.d!.workspace}\n`);
@@ -108,6 +109,17 @@ describe("execution chaining between real agents", () => {
     expect(await cancelled.json()).toEqual({ cancelled: true, hops: 1 });
     await waitFor(() => !processAlive(run.pid), { timeoutMs: 15_000, what: `leaf process ${run.pid} to end` });
     expect((await run.rest()).trim().split("\n").at(-1)).toContain('"cancelled":true');
+  });
+
+  it("an origin client that goes away mid-stream cancels the work down to the leaf", async () => {
+    const client = new AbortController();
+    const res = await h.admin.request("POST", "/v1/environments/a/forward", { json: { exec: { command: SLEEPER }, route: ["b", "c"] }, headers: { accept: "application/x-ndjson" }, timeoutMs: 0, signal: client.signal });
+    const run = await readUntilPid(res);
+    expect(processAlive(run.pid)).toBe(true);
+    client.abort();
+    await waitFor(() => !processAlive(run.pid), { timeoutMs: 15_000, what: `leaf process ${run.pid} to end after the origin client went away` });
+    const events = (await (await h.admin.request("GET", "/v1/environments/c/events")).json()) as { events: Array<{ type: string; data: Record<string, unknown> }> };
+    expect(events.events.filter((e) => e.type === "forward.cancelled").map((e) => e.data.forwardId)).toContain(run.forwardId);
   });
 
   it("a leaf whose agent holds its link open but has stopped fails at the origin within the bound, naming it", async () => {

@@ -70,3 +70,27 @@ describe("the bound on a forwarded request", () => {
     });
   });
 });
+
+describe("an origin client that goes away", () => {
+  it("cancels the forwarded work at every hop, down to the leaf's agent (ndjson)", async () => {
+    const token = await userToken({ org: "bound-gone" });
+    await environment(token, "a");
+    await environment(token, "b");
+    const c = await environment(token, "c");
+    const res = await forward(token, "a", { exec: { command: ["sleep", "100"] }, route: ["b", "c"] });
+    const reader = res.body!.getReader();
+    const { forwardId } = JSON.parse(new TextDecoder().decode((await reader.read()).value).split("\n")[0]!) as { forwardId: string };
+    const req = await c.agent.next("request");
+    await reader.cancel();
+    // The runtime notices a gone client when it next writes to it: here, the leaf's output.
+    for (let n = 0; n < 50 && !c.agent.frames.some((f) => f.kind === "cancel"); n++) {
+      c.agent.send({ v: 1, kind: "chunk", seq: n + 1, re: req.id, n, stream: "stdout", data: btoa(`${n}\n`) });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect((await c.agent.next("cancel")).re).toBe(req.id);
+    await eventually(async () => {
+      const events = (await (await call("GET", `/v1/environments/c/events`, { token })).json()) as { events: Array<{ type: string; data: Record<string, unknown> }> };
+      return events.events.some((e) => e.type === "forward.cancelled" && e.data.forwardId === forwardId);
+    });
+  });
+});

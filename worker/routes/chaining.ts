@@ -4,6 +4,7 @@ import { AUDIENCE, ForwardBody, Gateway, Routing } from "@outpost/protocol";
 import { bearerToken, requireRole, verifyAgentToken, verifyUserToken, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
 import { collectForward } from "../forward-result.js";
+import { keepaliveMs, streamToClient } from "../forward-stream.js";
 import { unwrap } from "../outcome.js";
 import { HttpError } from "../problem.js";
 import { environmentStub, resolveEnvironmentId } from "../stub.js";
@@ -32,9 +33,12 @@ export const chaining = new Hono<App>()
     const from = await forwarder(c);
     const body = parseBody(ForwardBody, await readJson(c.req.raw));
     const stub = environmentStub(c.env, from.org, from.id);
-    const stream = unwrap(await stub.forward(body, crypto.randomUUID(), from.agentGen));
+    const forwardId = crypto.randomUUID();
+    const stream = unwrap(await stub.forward(body, forwardId, from.agentGen));
     if ((c.req.header("accept") ?? "").includes("application/x-ndjson")) {
-      return new Response(stream, { headers: { "content-type": "application/x-ndjson", "cache-control": "no-store" } });
+      // A client that goes away mid-stream cancels the work at every hop, down to the leaf's process.
+      const out = streamToClient(stream, { keepaliveMs: keepaliveMs(c.env.OUTPOST_FORWARD_KEEPALIVE_MS), waitUntil: (p) => c.executionCtx.waitUntil(p), onClientGone: () => stub.cancelForward(forwardId) });
+      return new Response(out, { headers: { "content-type": "application/x-ndjson", "cache-control": "no-store" } });
     }
     return c.json(await collectForward(stream));
   })
