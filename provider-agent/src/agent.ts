@@ -31,6 +31,7 @@ import { copyPath, deleteRecursive, listDirectory, makeDirectory, movePath, stat
 import { RunManager } from "./services/runs.js";
 import { diffSnapshots, readBundle, receiveImport } from "./services/snapshot-ops.js";
 import { defaultSnapshotDir, SnapshotService } from "./services/snapshots.js";
+import { confineError, workspaceRoots } from "./workspace-errors.js";
 
 export const CAPABILITIES = ["exec", "files", "runs", "diff", "stream", "snapshots"];
 
@@ -350,8 +351,10 @@ export class Agent {
       const result = req.op === "exec" ? fitExecResult(req.id, outcome.result as ExecResult) : outcome.result;
       frame = { v: 1, kind: "reply", re: req.id, ok: true, result };
     } else {
-      const error = toErrorInfo(outcome.err);
-      if (error.code === "agent_error") this.#log.error(`${req.op} ${req.id} failed unexpectedly: ${error.message}`);
+      // Paths in errors are the workspace-relative ones the edge sent, never the host's absolute ones.
+      const error = toErrorInfo(confineError(outcome.err, workspaceRoots(this.options.workspace)));
+      // The local log keeps the full message: it stays on this machine.
+      if (error.code === "agent_error") this.#log.error(`${req.op} ${req.id} failed unexpectedly: ${toErrorInfo(outcome.err).message}`);
       frame = { v: 1, kind: "reply", re: req.id, ok: false, error };
     }
     try {

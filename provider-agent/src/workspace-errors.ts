@@ -1,0 +1,83 @@
+/**
+ * What leaves the agent names paths as the edge named them: relative to the workspace. A file
+ * system error's own message carries the absolute host path ("ENOENT: no such file or directory,
+ * open '/srv/…/workspace/a.txt'"); it is rewritten from its errno code, system call and the
+ * workspace-relative path, and any other message has the workspace's absolute path taken out.
+ */
+import { realpathSync } from "node:fs";
+import path from "node:path";
+import { AgentError, errnoCode } from "./errors.js";
+import { isInside } from "./jail.js";
+
+const ERRNO_TEXT: Record<string, string> = {
+  ENOENT: "no such file or directory",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EISDIR: "is a directory",
+  ENOTDIR: "not a directory",
+  EEXIST: "already exists",
+  ENOTEMPTY: "directory not empty",
+  ELOOP: "too many levels of symbolic links",
+  ENAMETOOLONG: "name too long",
+  EINVAL: "invalid argument",
+  EXDEV: "crosses file systems",
+  EBUSY: "busy",
+  ETXTBSY: "text file busy",
+  EROFS: "read-only file system",
+  ENOSPC: "no space left on the device",
+  EDQUOT: "disk quota exceeded",
+  EFBIG: "file too large",
+  EMFILE: "too many open files",
+  ENFILE: "too many open files in the system",
+  EIO: "input/output error",
+};
+
+/** The workspace as configured and as its real path (they differ when it is reached through a symlink), longest first. */
+export function workspaceRoots(workspace: string): string[] {
+  const roots = new Set([path.resolve(workspace)]);
+  try {
+    roots.add(realpathSync(workspace));
+  } catch {
+    // gone: the configured path is all there is to hide
+  }
+  return [...roots].sort((a, b) => b.length - a.length);
+}
+
+/** `p` as the edge knows it: relative to the workspace ("." for its root), or a stand-in when it is elsewhere. */
+export function relativeName(p: string, roots: string[]): string {
+  for (const root of roots) {
+    if (isInside(root, p)) return path.relative(root, p).split(path.sep).join("/") || ".";
+  }
+  return "(outside the workspace)";
+}
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** Takes every workspace root out of free text: "<root>/a/b" → "a/b", "<root>" → "." (not "<root>-old/…", another directory). */
+export function scrubRoots(text: string, roots: string[]): string {
+  let out = text;
+  for (const root of roots) {
+    out = out.replace(new RegExp(`${escape(root)}(?:${escape(path.sep)}|(?![\\w.-]))`, "g"), (m) => (m.endsWith(path.sep) ? "" : "."));
+  }
+  return out;
+}
+
+/** The error to send back: the same code, with no absolute workspace path in its message. */
+export function confineError(err: unknown, roots: string[]): unknown {
+  if (err instanceof AgentError) return scrubbed(err, roots);
+  const code = errnoCode(err);
+  const e = err as { path?: unknown; dest?: unknown; syscall?: unknown; message?: unknown };
+  if (code && typeof e.path === "string") {
+    const text = ERRNO_TEXT[code] ?? code;
+    const dest = typeof e.dest === "string" ? ` -> '${relativeName(e.dest, roots)}'` : "";
+    const call = typeof e.syscall === "string" ? `${e.syscall} ` : "";
+    return Object.assign(new Error(`${code}: ${text}, ${call}'${relativeName(e.path, roots)}'${dest}`), { code });
+  }
+  if (err instanceof Error) return Object.assign(new Error(scrubRoots(err.message, roots)), code ? { code } : {});
+  return typeof err === "string" ? scrubRoots(err, roots) : err;
+}
+
+function scrubbed(err: AgentError, roots: string[]): AgentError {
+  const message = scrubRoots(err.message, roots);
+  return message === err.message ? err : new AgentError(err.code, message);
+}
