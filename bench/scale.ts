@@ -146,9 +146,21 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     const memEmpty = controlPlaneMemory(h);
     ctx.log(`scale: creating ${n} environments over HTTP, ${concurrency} at a time`);
     const createStart = performance.now();
+    // wrangler dev answers 503 "Your worker restarted mid-request" when its runtime restarts under
+    // the storm (seen on this shared machine); such a create is tried again under a fresh name (the
+    // first may have been created: it stays without an agent and is never listed running).
+    let createRetries = 0;
     const created = await mapLimit(Array.from({ length: n }, (_, i) => i), concurrency, async (i) => {
-      const c = await h.admin.createEnvironment({ name: `fleet-${String(i).padStart(4, "0")}`, provider: "bench" });
-      return { id: c.environment.id, token: c.agentToken };
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const c = await h.admin.createEnvironment({ name: `fleet-${String(i).padStart(4, "0")}${attempt ? `-r${attempt}` : ""}`, provider: "bench" });
+          return { id: c.environment.id, token: c.agentToken };
+        } catch (err) {
+          if (attempt >= 3 || (err as { status?: number }).status !== 503) throw err;
+          createRetries++;
+          await pause(1_000);
+        }
+      }
     });
     const createMs = performance.now() - createStart;
     const memCreated = controlPlaneMemory(h);
@@ -204,7 +216,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     const perEnvKiB = Math.round((memConnected.workerdBytes - memEmpty.workerdBytes) / n / 1024);
     const scaleFigures: Figure[] = [
       { section: "scale", name: `environments connected and listed running`, value: lastRunning, unit: `of ${n}`, target: "1,000 on this machine", met: n < 1000 ? null : lastRunning >= 1000 && afterConnect.welcomed >= 1000 },
-      { section: "scale", name: `create ${n} environments (HTTP, ${concurrency} at a time)`, value: Math.round(createMs), unit: "ms", note: `${round(n / (createMs / 1000))} per second` },
+      { section: "scale", name: `create ${n} environments (HTTP, ${concurrency} at a time)`, value: Math.round(createMs), unit: "ms", note: `${round(n / (createMs / 1000))} per second${createRetries ? `; ${createRetries} create(s) answered 503 (the dev runtime restarted mid-request) and were tried again` : ""}` },
       { section: "scale", name: `connect storm: ${n} agents at once → all listed running`, value: connectMs, unit: "ms", note: `all links open after ${connect.allOpenMs ?? "n/a"} ms, all welcomed after ${connect.allWelcomedMs ?? "n/a"} ms` },
       { section: "scale", name: `control plane RSS, ${n} connected`, value: toMiB(memConnected.workerdBytes), unit: "MiB", baseline: { name: "same, 0 environments", value: toMiB(memEmpty.workerdBytes) }, note: `≈ ${perEnvKiB} KiB per connected environment` },
       { section: "scale", name: `control plane CPU, ${n} idle agents`, value: idleCpu, unit: "% of a core" },
@@ -324,7 +336,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
         id: "scale",
         title: "3. Scale",
         figures: scaleFigures,
-        details: { environments: n, concurrency, createMs, connectMs, connectStorm: { allOpenMs: connect.allOpenMs, allWelcomedMs: connect.allWelcomedMs, welcome: connect.welcome, cpuPercent: connect.cpuPercent, timeline: connect.timeline }, memory: { empty: memEmpty, created: memCreated, connected: memConnected }, idleCpuPercent: idleCpu, fleet: fleetStats, underLoad: loadSum, loadFailures: loadFailures.slice(0, 10), fleetMode: "in-process provider-agent Link + Agent (bench/fleet.ts)" },
+        details: { environments: n, concurrency, createMs, createRetries, connectMs, connectStorm: { allOpenMs: connect.allOpenMs, allWelcomedMs: connect.allWelcomedMs, welcome: connect.welcome, cpuPercent: connect.cpuPercent, timeline: connect.timeline }, memory: { empty: memEmpty, created: memCreated, connected: memConnected }, idleCpuPercent: idleCpu, fleet: fleetStats, underLoad: loadSum, loadFailures: loadFailures.slice(0, 10), fleetMode: "in-process provider-agent Link + Agent (bench/fleet.ts)" },
         notes: scaleNotes,
         durationMs: mid - t0,
       },
