@@ -324,6 +324,7 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
       ls: { args: [NAME], key: "entries" },
       diff: { args: [NAME], key: "files" },
       logs: { args: [NAME], key: "events" },
+      "children list": { args: [NAME], key: "tree" },
     };
     const reads = COMMANDS.filter((c) => c.read).map((c) => c.name);
     expect(reads.filter((n) => !(n in cases)), "read commands this test does not run").toEqual([]);
@@ -360,6 +361,22 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     await expect(client.spawnChild(NAME, { name: `${NAME}-kid2`, provider: "local" })).rejects.toMatchObject({ status: 409 });
     expect((await client.getChildren(NAME)).children.map((c) => c.id)).toEqual([child.environment.id]);
     expect((await client.closeChild(NAME, child.environment.id)).state).toBe("archived");
+  });
+
+  it("children: a granted scope, a child spawned and shown in the tree, then closed", async () => {
+    const scope = parsed(await outpost(["children", "scope", NAME, "--max-children", "2", "--providers", "local", "--json"], { env: admin() }));
+    expect(scope.spawn).toMatchObject({ maxChildren: 2, maxDepth: 1, providers: ["local"] });
+    const refused = await outpost(["children", "spawn", NAME, `${NAME}-docker`, "--provider", "docker"], { env: admin() });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/HTTP 403/);
+    const spawned = parsed(await outpost(["children", "spawn", NAME, `${NAME}-kid3`, "--provider", "local", "--json"], { env: admin() }));
+    expect(spawned.agentToken).toEqual(expect.any(String));
+    const tree = await outpost(["children", "list", NAME], { env: admin() });
+    expect(tree.stdout.toString().startsWith(`${NAME} (${id}) running local\n`)).toBe(true);
+    expect(tree.stdout.toString()).toMatch(new RegExp(`^  ${NAME}-kid3 \\(env_[^)]+\\) created local$`, "m"));
+    const closed = parsed(await outpost(["children", "rm", NAME, `${NAME}-kid3`, "--json"], { env: admin() }));
+    expect(closed.environment.state).toBe("archived");
+    expect((await outpost(["children", "scope", NAME], { env: admin() })).stdout.toString()).toMatch(/up to 2 children/);
   });
 
   it("env stop and env rm change its state; the agent is told and exits", async () => {
