@@ -40,6 +40,17 @@ export interface HealthReport {
 
 export interface WatchAttachment {
   role: "watch";
+  /** The last seq the watcher acknowledged, and the last one sent to it (see watchers.ts). */
+  acked: number;
+  sent: number;
+  /** Caught up with the log: new events go to it as they are appended. */
+  live: boolean;
+  /** Unacknowledged events it may hold. */
+  window: number;
+  /** It asked for a window, so it acks: its replay is paced instead of cut off. */
+  acks: boolean;
+  /** When its replay stopped on a full window (cleared by its next ack). */
+  fullAt?: number;
 }
 
 export type Attachment = AgentAttachment | WatchAttachment;

@@ -12,6 +12,7 @@ import {
   HEARTBEAT_PING,
   HEARTBEAT_PONG,
   PROTOCOL_VERSION,
+  WATCH_WINDOW,
   parseAgentFrame,
   protocolCompatible,
   type AgentFrame,
@@ -51,6 +52,7 @@ import {
 } from "./agent-socket.js";
 import { Chaining, type HopRequest } from "./chaining.js";
 import { EventLog } from "./events.js";
+import { Watchers } from "./watchers.js";
 import { floodBucket, floodRefusal } from "./flood.js";
 import { EdgeLink } from "./link.js";
 import { transition, type LifecycleEvent } from "./lifecycle.js";
@@ -92,6 +94,7 @@ export class EnvironmentObject extends DurableObject<Env> {
   private readonly metrics: Metrics;
   private readonly schedule: Schedule;
   private readonly events: EventLog;
+  private readonly watchers = new Watchers(this.ctx, () => this.events, () => this.now());
   private readonly link: EdgeLink;
   private readonly runs: Runs;
   private readonly relay: Relay;
@@ -109,7 +112,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     for (const carried of carriedMetrics(ctx)) this.metrics.adopt(carried);
     this.sql = sqlOf(ctx.storage.sql, (rows) => this.metrics.wrote(rows));
     this.schedule = new Schedule(this.sql, ctx.storage, () => this.metrics.alarmWritten());
-    this.events = new EventLog(this.sql, () => this.now(), () => openSockets(ctx, WATCH_TAG));
+    this.events = new EventLog(this.sql, () => this.now(), (event) => this.watchers.deliver(event));
     this.link = new EdgeLink(this.sql);
     this.runs = new Runs(this.sql, this.events, () => this.iso(), () => this.row()?.id ?? "");
     const self = this;
@@ -408,8 +411,8 @@ export class EnvironmentObject extends DurableObject<Env> {
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     return this.entry("webSocketMessage", async () => {
       const meta = agentAttachment(ws);
-      // Watchers only listen: input is a protocol error, closed at once so a flood cannot keep the object awake.
-      if (!meta) return closeQuietly(ws, CLOSE.protocolError, "the event stream is read-only");
+      // Watchers only ack (watchers.ts); anything else is closed at once so a flood cannot keep the object awake.
+      if (!meta) return this.watchers.message(ws, message);
       if (typeof message !== "string") {
         this.link.send(ws, { v: 1, kind: "error", error: { code: "bad_request", message: "binary frames are not part of the protocol; send JSON text" } });
         return;
@@ -467,20 +470,12 @@ export class EnvironmentObject extends DurableObject<Env> {
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
-  /** Sends every retained event after the cursor, then live ones: no gap, no duplicate. */
+  /** Sends every retained event after the cursor, then live ones: no gap, no duplicate (paced by acks, watchers.ts). */
   private acceptWatcher(request: Request): Response {
     const params = new URL(request.url).searchParams;
     const after = Math.max(0, Number(params.get("after") ?? 0) || 0, this.events.tailCursor(params.get("tail")));
-    const pair = new WebSocketPair();
-    this.ctx.acceptWebSocket(pair[1], [WATCH_TAG]);
-    pair[1].serializeAttachment({ role: "watch" });
-    for (let cursor = after; ; ) {
-      const page = this.events.page(cursor, 500);
-      for (const event of page.events) pair[1].send(JSON.stringify({ v: 1, kind: "event", event }));
-      if (page.events.length < 500) break;
-      cursor = page.next;
-    }
-    return new Response(null, { status: 101, webSocket: pair[0] });
+    const window = Number(params.get("window"));
+    return this.watchers.accept(after, Number.isInteger(window) && window > 0 ? Math.min(window, WATCH_WINDOW.events) : null);
   }
 
   private async onAgentFrame(ws: WebSocket, frame: Exclude<AgentFrame, Hello>): Promise<void> {

@@ -1,9 +1,9 @@
 /**
  * The environment's event log: append-only with a monotonic `seq`, paged by cursor, pushed live to
- * watcher sockets. Retention is bounded by count and by age; pruning runs every PRUNE_EVERY appends
+ * watchers (watchers.ts). Retention is bounded by count and by age; pruning runs every PRUNE_EVERY appends
  * and on alarms, never on a read.
  */
-import type { EnvironmentEvent, EventFrame } from "@outpost/protocol";
+import type { EnvironmentEvent } from "@outpost/protocol";
 import type { Sql } from "./sql.js";
 
 export const RETENTION = { maxEvents: 10_000, maxAgeMs: 30 * 24 * 3600 * 1000 };
@@ -22,21 +22,14 @@ export class EventLog {
   constructor(
     private readonly sql: Sql,
     private readonly now: () => number,
-    private readonly watchers: () => WebSocket[],
+    private readonly deliver: (event: EnvironmentEvent) => void,
   ) {}
 
   append(type: string, data: Record<string, unknown>): EnvironmentEvent {
     const at = new Date(this.now()).toISOString();
     const [row] = this.sql<Row>`INSERT INTO events (at, type, data) VALUES (${at}, ${type}, ${JSON.stringify(data)}) RETURNING seq, at, type, data`;
     const event = toEvent(row!);
-    const frame = JSON.stringify({ v: 1, kind: "event", event } satisfies EventFrame);
-    for (const ws of this.watchers()) {
-      try {
-        ws.send(frame);
-      } catch {
-        // a closing watcher; it resumes from its cursor when it reconnects
-      }
-    }
+    this.deliver(event);
     if (event.seq % PRUNE_EVERY === 0) this.prune();
     return event;
   }
@@ -45,6 +38,12 @@ export class EventLog {
     const rows = this.sql<Row>`SELECT seq, at, type, data FROM events WHERE seq > ${after} ORDER BY seq LIMIT ${limit}`;
     const events = rows.map(toEvent);
     return { events, next: events.length ? events[events.length - 1]!.seq : after };
+  }
+
+  /** The newest event's seq (0 when the log is empty). */
+  lastSeq(): number {
+    const [top] = this.sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM events`;
+    return top?.seq ?? 0;
   }
 
   /** The cursor after which at most `tail` retained events remain (0 when `tail` is absent or not a count). */

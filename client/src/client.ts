@@ -46,6 +46,7 @@ import {
   type ImportSnapshotBody,
   type HostTokenInput,
   type InstallProviderInput,
+  WATCH_WINDOW,
 } from "@outpost/protocol";
 import {
   DiffSnapshotsBody,
@@ -288,6 +289,7 @@ export class Client {
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     url.searchParams.set("after", String(o.after ?? 0));
     if (o.tail !== undefined) url.searchParams.set("tail", String(o.tail));
+    url.searchParams.set("window", String(WATCH_WINDOW.events)); // we ack (flow control, protocol/src/watch.ts)
     const stream = new EventStream(this.webSocket(url.toString(), { authorization: `Bearer ${this.token}` }), o.after ?? 0);
     await stream.ready();
     return stream;

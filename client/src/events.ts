@@ -1,9 +1,10 @@
-import { EventStreamFrame, type EnvironmentEvent } from "@outpost/protocol";
+import { ackDue, EventStreamFrame, WATCH_WINDOW, type EnvironmentEvent } from "@outpost/protocol";
 
 /** The part of a WebSocket the client uses: the browser's, Node 22's, or the `ws` package's. */
 export interface WebSocketLike {
   addEventListener(type: "open" | "message" | "close" | "error", listener: (event: any) => void): void;
   close(code?: number, reason?: string): void;
+  send(data: string): void;
 }
 /** Opens a WebSocket. Browsers cannot send headers, so the default one puts the token in `?access_token=`. */
 export type WebSocketFactory = (url: string, headers: Record<string, string>) => WebSocketLike;
@@ -40,7 +41,12 @@ export class EventStreamClosed extends Error {
 /**
  * The events of one environment as they come: first every retained event after `after`, then live
  * ones. Iterate it; `close()` ends the iteration. A close by the server other than 1000 throws
- * EventStreamClosed, carrying `lastSeq` for a caller that wants to resume without a gap.
+ * EventStreamClosed, carrying `lastSeq` for a caller that wants to resume without a gap (a slow
+ * consumer's close, CLOSE.slowConsumer, is one).
+ *
+ * Flow control (protocol/src/watch.ts): events are acked as the iteration takes them, a quarter
+ * window at a time and after a short pause, so a consumer that stops iterating stops being sent
+ * events instead of having them pile up in the object or here.
  */
 export class EventStream implements AsyncIterable<EnvironmentEvent> {
   lastSeq: number;
@@ -48,12 +54,22 @@ export class EventStream implements AsyncIterable<EnvironmentEvent> {
   private ended: { error: Error | null } | null = null;
   private wake: (() => void) | null = null;
   private readonly opened: Promise<void>;
+  /** Flow control: the last seq acked, what was taken since (events, bytes), and the pause timer. */
+  private acked: number;
+  private takenSeq: number;
+  private takenEvents = 0;
+  private takenBytes = 0;
+  private readonly sizes = new Map<number, number>();
+  private ackTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly ws: WebSocketLike,
     after: number,
+    private readonly window: number = WATCH_WINDOW.events,
   ) {
     this.lastSeq = after;
+    this.acked = after;
+    this.takenSeq = after;
     let onOpen: () => void = () => undefined;
     let onFail: (e: Error) => void = () => undefined;
     this.opened = new Promise<void>((resolve, reject) => {
@@ -63,9 +79,11 @@ export class EventStream implements AsyncIterable<EnvironmentEvent> {
     this.opened.catch(() => undefined);
     ws.addEventListener("open", () => onOpen());
     ws.addEventListener("message", (ev: { data: unknown }) => {
-      const frame = EventStreamFrame.safeParse(JSON.parse(text(ev.data)));
+      const raw = text(ev.data);
+      const frame = EventStreamFrame.safeParse(JSON.parse(raw));
       if (!frame.success || frame.data.event.seq <= this.lastSeq) return; // not an event, or one already seen
       this.lastSeq = frame.data.event.seq;
+      this.sizes.set(frame.data.event.seq, raw.length);
       this.queue.push(frame.data.event);
       this.notify();
     });
@@ -89,10 +107,35 @@ export class EventStream implements AsyncIterable<EnvironmentEvent> {
     this.ws.close(1000, "done");
   }
 
+  /** Records an event the consumer took, and acks when a quarter window is taken or after a pause. */
+  private taken(event: EnvironmentEvent): void {
+    this.takenSeq = event.seq;
+    this.takenEvents++;
+    this.takenBytes += this.sizes.get(event.seq) ?? 0;
+    this.sizes.delete(event.seq);
+    if (ackDue(this.takenEvents, this.takenBytes, this.window)) return this.ack();
+    if (!this.ackTimer) this.ackTimer = setTimeout(() => this.ack(), 200);
+  }
+
+  private ack(): void {
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    if (this.ended || this.takenSeq <= this.acked) return;
+    this.acked = this.takenSeq;
+    this.takenEvents = 0;
+    this.takenBytes = 0;
+    try {
+      this.ws.send(JSON.stringify({ v: 1, kind: "ack", seq: this.acked }));
+    } catch {
+      // closing: the close ends the iteration
+    }
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<EnvironmentEvent> {
     for (;;) {
       const next = this.queue.shift();
       if (next) {
+        this.taken(next);
         yield next;
         continue;
       }
@@ -106,6 +149,8 @@ export class EventStream implements AsyncIterable<EnvironmentEvent> {
 
   private finish(error: Error | null): void {
     this.ended ??= { error };
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
     this.notify();
   }
 

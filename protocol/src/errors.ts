@@ -61,6 +61,8 @@ export const CLOSE = {
   reconnect: 4006,
   /** No heartbeat within three intervals: the link is considered half-open. */
   heartbeatTimeout: 4007,
+  /** A watcher fell a whole window of unacknowledged events behind (see watch.ts); it resumes from its cursor. */
+  slowConsumer: 4008,
 } as const;
 
 /** Close codes after which reconnecting with the same token is pointless. */

@@ -30,6 +30,8 @@ export const EventStreamQuery = z.object({
   after: z.coerce.number().int().min(0).default(0),
   /** Replay at most the newest `tail` retained events (0: live ones only), still none at or before `after`. */
   tail: z.coerce.number().int().min(0).max(10_000).optional(),
+  /** Flow control (watch.ts): the watcher acks, and wants at most this many unacknowledged events ahead. */
+  window: z.coerce.number().int().min(1).max(1000).optional(),
   access_token: z.string().optional(),
 });
 

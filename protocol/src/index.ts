@@ -11,3 +11,4 @@ export * from "./http.js";
 export * from "./snapshots.js";
 export * from "./spawn.js";
 export * from "./token-lifetimes.js";
+export * from "./watch.js";

@@ -8,7 +8,9 @@ import { execFileSync } from "node:child_process";
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { EnvironmentEvent } from "@outpost/protocol";
+import WebSocket from "ws";
+import { Client, EventStreamClosed, type EventStream, type WebSocketLike } from "@outpost/client";
+import { CLOSE, resumeCursor, WATCH_WINDOW, type EnvironmentEvent } from "@outpost/protocol";
 import { startTcpProxy, type TcpProxy } from "../../scripts/lib/tcp-proxy.js";
 import { sleep } from "../../scripts/lib/wait.js";
 import { exitWithin, startHarness, unlessExited, waitFor, type Harness } from "../e2e/helpers.js";
@@ -277,33 +279,96 @@ describe("a full disk in the workspace", () => {
 });
 
 describe("a watcher that never reads", () => {
-  it("does not stall other watchers or the object, and the object does not buffer for it without bound", async () => {
+  it("is closed as a slow consumer after its window (the object sends it no more), while a watcher that acks gets every event once across its own slow-consumer closes", async () => {
     const e = await environment("slow-watcher");
     const url = `${h.cp.url}/v1/environments/${e.id}/events/stream`;
-    const stuck = await openSocket(url, h.admin.token);
-    // Stop reading: the kernel's buffers fill, then the sender has to hold what it cannot send.
+    const top0 = (await allEvents(e.id)).at(-1)?.seq ?? 0;
+    // Stops reading at once: the kernel's buffers fill, and whatever else the object sends it would pile up.
+    const stuck = await openSocket(`${url}?after=${top0}&window=${WATCH_WINDOW.events}`, h.admin.token);
     (stuck.ws as unknown as { _socket: { pause(): void } })._socket.pause();
-    const healthy = await openSocket(url, h.admin.token);
+    // A legacy watcher (asks for no window, never acks) that reads: cut off after a window, it resumes by cursor.
+    const legacySeqs: number[] = [];
+    let legacyCloses = 0;
+    let legacy = await openSocket(`${url}?after=${top0}`, h.admin.token);
+    const followLegacy = (s: RawSocket) => s.ws.on("message", (d) => void legacySeqs.push((JSON.parse(d.toString()) as { event: { seq: number } }).event.seq));
+    followLegacy(legacy);
+    // A well-behaved watcher: the client library, which acks as it consumes and resumes from its cursor.
+    const client = new Client(h.cp.url, h.admin.token, { webSocket: (u, headers) => new WebSocket(u, { headers }) as unknown as WebSocketLike });
+    const healthySeqs: number[] = [];
+    let healthyCloses = 0;
+    let stopHealthy = false;
+    let stream: EventStream | null = null;
+    const following = (async () => {
+      for (let attempt = 0; attempt < 50 && !stopHealthy; attempt++) {
+        try {
+          stream = await client.streamEvents(e.id, { after: healthySeqs.at(-1) ?? top0 });
+          for await (const ev of stream) {
+            healthySeqs.push(ev.seq);
+            if (healthySeqs.length % 200 === 0) await sleep(150); // slower than the run, now and then
+          }
+          return;
+        } catch (err) {
+          if (!(err instanceof EventStreamClosed) || err.code !== CLOSE.slowConsumer) throw err;
+          healthyCloses++;
+        }
+      }
+    })();
     const lines = FULL ? 4000 : 1500;
     const pad = "x".repeat(1000);
     const runId = await startRun(e.id, `i=0; while [ $i -lt ${lines} ]; do i=$((i+1)); echo "w-$i ${pad}"; done`);
     const final = await waitFor(async () => {
       const r = await run(runId);
+      if (legacy.close && legacy.close.code === CLOSE.slowConsumer) {
+        legacyCloses++;
+        legacy = await openSocket(`${url}?after=${legacySeqs.at(-1) ?? top0}`, h.admin.token);
+        followLegacy(legacy);
+      }
       return ["succeeded", "failed", "lost"].includes(r.state) ? r : null;
-    }, { timeoutMs: 120_000, what: "the run to finish" });
+    }, { timeoutMs: 120_000, intervalMs: 100, what: "the run to finish" });
     expect(final.state).toBe("succeeded");
-    const events = await allEvents(e.id);
+    const events = (await allEvents(e.id)).filter((x) => x.seq > top0);
     const last = events.at(-1)!.seq;
-    await waitFor(() => healthy.frames.length > 0 && (JSON.parse(healthy.frames.at(-1)!) as { event: { seq: number } }).event.seq >= last, { timeoutMs: 60_000, what: "the healthy watcher to see every event" });
-    const healthySeqs = healthy.frames.map((f) => (JSON.parse(f) as { event: { seq: number } }).event.seq);
-    expect(healthySeqs).toEqual(events.map((x) => x.seq));
+    await waitFor(async () => {
+      if (legacy.close && legacy.close.code === CLOSE.slowConsumer) {
+        legacyCloses++;
+        legacy = await openSocket(`${url}?after=${legacySeqs.at(-1) ?? top0}`, h.admin.token);
+        followLegacy(legacy);
+      }
+      return (healthySeqs.at(-1) ?? 0) >= last && (legacySeqs.at(-1) ?? 0) >= last;
+    }, { timeoutMs: 60_000, intervalMs: 100, what: () => `the watchers to see every event (healthy at ${healthySeqs.at(-1)}, legacy at ${legacySeqs.at(-1)}, last ${last})` });
+    stopHealthy = true;
+    (stream as EventStream | null)?.close();
+    await following;
+    legacy.ws.close();
+    const expected = events.map((x) => x.seq);
+    expect(healthySeqs).toEqual(expected);
+    expect(legacySeqs).toEqual(expected);
     // The object answers promptly meanwhile.
     const t0 = Date.now();
     expect((await h.admin.exec(e.id, { command: ["true"] })).exitCode).toBe(0);
     const execMs = Date.now() - t0;
-    const stuckClosed = stuck.close;
-    healthy.ws.close();
+    // Now the stuck watcher reads what was sent to it: at most a window, then the slow-consumer close naming its cursor.
+    (stuck.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+    // ws reports the close only once the TCP connection ends; the close frame's code and reason are known as soon as it arrives.
+    const wsState = stuck.ws as unknown as { _closeFrameReceived: boolean; _closeCode: number; _closeMessage: Buffer };
+    await waitFor(() => wsState._closeFrameReceived || stuck.close !== null, { timeoutMs: 30_000, intervalMs: 50, what: () => `the stuck watcher's close (read ${stuck.frames.length} frames)` });
+    const closed = stuck.close ?? { code: wsState._closeCode, reason: wsState._closeMessage.toString() };
+    expect(closed.code).toBe(CLOSE.slowConsumer);
+    expect(resumeCursor(closed.reason)).toBe(top0);
+    const stuckBytes = stuck.frames.reduce((n, f) => n + f.length, 0);
+    expect(stuck.frames.length).toBeLessThanOrEqual(WATCH_WINDOW.events);
+    expect(stuckBytes).toBeLessThanOrEqual(WATCH_WINDOW.bytes + 2048);
+    expect(stuck.frames.map((f) => (JSON.parse(f) as { event: { seq: number } }).event.seq)).toEqual(expected.slice(0, stuck.frames.length));
     stuck.ws.terminate();
-    figures.add({ section: "faults", name: "a watcher that never reads beside a healthy one, during a run of ~1 KB lines", faults: 1, cases: lines, lost: 0, outcomes: { [`stuck watcher: ${stuckClosed ? `closed ${stuckClosed.code}` : "still open"}`]: 1 }, measured: { "events": events.length, "exec round trip afterwards (ms)": execMs } });
+    const lost = expected.length * 2 - healthySeqs.length - legacySeqs.length;
+    figures.add({
+      section: "faults",
+      name: "a watcher that never reads beside an acking one and a legacy one, during a run of ~1 KB lines",
+      faults: 1 + healthyCloses + legacyCloses,
+      cases: lines,
+      lost,
+      outcomes: { [`stuck watcher: closed ${closed.code}`]: 1, "acking watcher: slow-consumer closes, resumed": healthyCloses, "legacy watcher: closes after a window, resumed": legacyCloses },
+      measured: { events: events.length, "events the object sent the stuck watcher": stuck.frames.length, "bytes the object sent the stuck watcher": stuckBytes, "exec round trip afterwards (ms)": execMs },
+    });
   });
 });

@@ -27,6 +27,6 @@ export const events = new Hono<{ Bindings: Env; Variables: AuthVars }>()
     headers.delete("authorization");
     headers.set(SOCKET_KIND_HEADER, "watch");
     const url = new URL(c.req.url);
-    url.search = `?after=${q.after}${q.tail === undefined ? "" : `&tail=${q.tail}`}`; // the token stays out of the object
+    url.search = `?after=${q.after}${q.tail === undefined ? "" : `&tail=${q.tail}`}${q.window === undefined ? "" : `&window=${q.window}`}`; // the token stays out of the object
     return environmentStub(c.env, org, id).fetch(new Request(url, { method: "GET", headers }));
   });

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { EventStreamClosed, type EventStream } from "@outpost/client";
-import type { EnvironmentEvent } from "@outpost/protocol";
+import { CLOSE, type EnvironmentEvent } from "@outpost/protocol";
 import { integer, str, type Command, type Context } from "../command.js";
 import { print } from "../output.js";
 
@@ -32,6 +32,10 @@ async function follow(ctx: Context, ref: string, after: number, tail: number | u
     } catch (err) {
       if (stopped) return 0;
       if (!(err instanceof EventStreamClosed) || ++attempt > RECONNECTS) throw err;
+      if (err.code === CLOSE.slowConsumer) {
+        attempt = 0; // this terminal fell a window behind: resume at once from the last event shown
+        continue;
+      }
       ctx.note(`outpost: the event stream closed (${err.code}); reconnecting after seq ${last}…`);
       await sleep(Math.min(5_000, 250 * 2 ** attempt));
     }

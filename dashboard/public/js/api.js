@@ -191,10 +191,15 @@ export async function execStream(env, body, onLine, signal) {
   if (buffered.trim()) onLine(JSON.parse(buffered));
 }
 
+/** The window of unacknowledged events the dashboard asks for (protocol/src/watch.ts, WATCH_WINDOW.events). */
+const WATCH_WINDOW = 1000;
+
 /**
  * An environment's event stream over a WebSocket that reconnects (with backoff, bounded at 10 s)
  * and resumes after the last event it delivered, so nothing is missed or repeated across drops.
- * `tail` bounds the first replay (0: live events only).
+ * `tail` bounds the first replay (0: live events only). Flow control (protocol/src/watch.ts): it asks
+ * for a window and acks every quarter of it and after a short pause; a slow-consumer close (4008)
+ * reconnects at once from the cursor.
  * @param {string} env
  * @param {{ tail: number, onEvent: (e: EnvironmentEvent) => void, onOpen?: () => void, onStatus?: (s: "open" | "closed") => void }} o
  * @returns {{ close(): void }}
@@ -207,10 +212,21 @@ export function watchEvents(env, o) {
   let ws = null;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let timer;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let ackTimer;
+  let acked = 0;
+  const ack = () => {
+    clearTimeout(ackTimer);
+    ackTimer = undefined;
+    if (after <= acked || ws?.readyState !== WebSocket.OPEN) return;
+    acked = after;
+    ws.send(JSON.stringify({ v: 1, kind: "ack", seq: after }));
+  };
   const open = () => {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const q = after > 0 ? { after } : { tail: o.tail };
-    ws = new WebSocket(`${scheme}//${location.host}${envPath(env)}/events/stream${query({ ...q, access_token: session.token() ?? "" })}`);
+    acked = after;
+    ws = new WebSocket(`${scheme}//${location.host}${envPath(env)}/events/stream${query({ ...q, window: WATCH_WINDOW, access_token: session.token() ?? "" })}`);
     ws.onopen = () => {
       delay = 500;
       o.onStatus?.("open");
@@ -221,10 +237,15 @@ export function watchEvents(env, o) {
       if (frame.kind !== "event" || frame.event.seq <= after) return;
       after = frame.event.seq;
       o.onEvent(frame.event);
+      if (after - acked >= WATCH_WINDOW / 4) ack();
+      else ackTimer ??= setTimeout(ack, 200);
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
+      clearTimeout(ackTimer);
+      ackTimer = undefined;
       o.onStatus?.("closed");
       if (closed) return;
+      if (ev.code === 4008) return open(); // slow consumer: resume from the cursor at once
       timer = setTimeout(open, delay);
       delay = Math.min(delay * 2, 10_000);
     };
