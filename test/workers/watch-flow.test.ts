@@ -56,14 +56,14 @@ async function lastSeq(id: string, token: string): Promise<number> {
   return all.at(-1)?.seq ?? 0;
 }
 
-describe("event stream flow control", () => {
+describe("event stream flow control", { timeout: 30_000 }, () => {
   it("closes a watcher that never acks after its window (4008, its cursor), having sent no more than the window", async () => {
     const token = await userToken({ org: ORG });
     const { environment } = await createEnvironment(token, "stuck");
     const top = await lastSeq(environment.id, token);
     const stuck = await watch(environment.id, token, `after=${top}&window=10`);
     await append(environment.id, 40);
-    await eventually(async () => stuck.closed !== null);
+    await eventually(async () => stuck.closed !== null, 20_000);
     expect(stuck.closed!.code).toBe(CLOSE.slowConsumer);
     expect(resumeCursor(stuck.closed!.reason)).toBe(top);
     expect(stuck.seqs).toEqual(Array.from({ length: 10 }, (_, i) => top + 1 + i));
@@ -72,14 +72,14 @@ describe("event stream flow control", () => {
     const t0 = Date.now();
     await clock(environment.id, t0);
     const replaying = await watch(environment.id, token, "after=0&window=8");
-    await eventually(async () => replaying.seqs.length === 8);
+    await eventually(async () => replaying.seqs.length === 8, 20_000);
     await append(environment.id, 8);
     await clock(environment.id, t0 + STALL_MS - 1);
     await append(environment.id, 1);
     expect(replaying.closed).toBeNull();
     await clock(environment.id, t0 + STALL_MS);
     await append(environment.id, 1);
-    await eventually(async () => replaying.closed !== null);
+    await eventually(async () => replaying.closed !== null, 20_000);
     expect(replaying.closed!.code).toBe(CLOSE.slowConsumer);
     expect(resumeCursor(replaying.closed!.reason)).toBe(0);
     expect(replaying.seqs).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -87,7 +87,7 @@ describe("event stream flow control", () => {
     // An older client that asks for no window: at most the full window (1000) of replay, then the same close.
     const legacy = await watch(environment.id, token, "after=0");
     await append(environment.id, 1000);
-    await eventually(async () => legacy.closed !== null);
+    await eventually(async () => legacy.closed !== null, 20_000);
     expect(legacy.closed!.code).toBe(CLOSE.slowConsumer);
     expect(legacy.seqs.length).toBeLessThanOrEqual(1000);
     expect(legacy.seqs).toEqual(Array.from({ length: legacy.seqs.length }, (_, i) => i + 1));
@@ -100,13 +100,13 @@ describe("event stream flow control", () => {
     const backlog = await lastSeq(environment.id, token);
     const acking = { on: true };
     const first = await watch(environment.id, token, "after=0&window=8", acking);
-    await eventually(async () => first.seqs.at(-1) === backlog);
+    await eventually(async () => first.seqs.at(-1) === backlog, 20_000);
     expect(first.closed).toBeNull();
     // It stops acking (a slow consumer): more events overrun its window and it is closed.
     acking.on = false;
     const acked = first.seqs[first.seqs.length - (first.seqs.length % 3) - 1]!;
     await append(environment.id, 30);
-    await eventually(async () => first.closed !== null);
+    await eventually(async () => first.closed !== null, 20_000);
     expect(first.closed!.code).toBe(CLOSE.slowConsumer);
     expect(resumeCursor(first.closed!.reason)).toBe(acked);
     expect(first.seqs.length - acked).toBeLessThanOrEqual(8);
@@ -115,7 +115,7 @@ describe("event stream flow control", () => {
     const resumed = await watch(environment.id, token, `after=${first.seqs.at(-1)}&window=8`, { on: true });
     await append(environment.id, 10);
     const top = await lastSeq(environment.id, token);
-    await eventually(async () => resumed.seqs.at(-1) === top);
+    await eventually(async () => resumed.seqs.at(-1) === top, 20_000);
     seen.push(...resumed.seqs);
     expect(resumed.closed).toBeNull();
     resumed.ws.close(1000);
@@ -129,17 +129,17 @@ describe("event stream flow control", () => {
     const frames = ["hello", JSON.stringify({ v: 1, kind: "ack", seq: 0 }), JSON.stringify({ v: 1, kind: "ack", seq: 10_000 }), JSON.stringify({ v: 1, kind: "nack", seq: 3 })];
     for (const f of frames) {
       const w = await watch(environment.id, token, "after=0&window=100");
-      await eventually(async () => w.seqs.length >= 5);
+      await eventually(async () => w.seqs.length >= 5, 20_000);
       w.ws.send(f);
-      await eventually(async () => w.closed !== null);
+      await eventually(async () => w.closed !== null, 20_000);
       expect(w.closed!.code, f).toBe(CLOSE.protocolError);
     }
     const ok = await watch(environment.id, token, "after=0&window=100");
-    await eventually(async () => ok.seqs.length >= 5);
+    await eventually(async () => ok.seqs.length >= 5, 20_000);
     ok.ack(3);
     ok.ack(5);
     await append(environment.id, 1);
-    await eventually(async () => ok.seqs.length >= 6);
+    await eventually(async () => ok.seqs.length >= 6, 20_000);
     expect(ok.closed).toBeNull();
     ok.ws.close(1000);
   });
