@@ -24,6 +24,7 @@ interface FileResult {
   scale: string;
   startedAt: string;
   durationMs: number;
+  loadavg?: number[];
   figures: Figure[];
 }
 
@@ -70,6 +71,8 @@ lines.push("lost, so a run that lost anything fails rather than reporting it her
 lines.push("");
 lines.push(`- Run: ${files.map((f) => f.startedAt).sort()[0] ?? "?"}, scale **${scales}**, ${files.length} test files, ${fmt(Math.round(files.reduce((n, f) => n + f.durationMs, 0) / 1000))} s in all`);
 lines.push(`- Machine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
+const loads = files.flatMap((f) => (f.loadavg ? [`${f.file} ${f.loadavg.map((x) => x.toFixed(1)).join(" / ")}`] : []));
+if (loads.length) lines.push(`- Load average (1 / 5 / 15 min) as each file ended, on cores shared with other work: ${loads.join("; ")}`);
 lines.push(`- Totals: **${fmt(sum(figures, "faults"))} faults injected, ${fmt(sum(figures, "cases"))} cases tried, ${fmt(sum(figures, "lost"))} lost or wrong**`);
 lines.push("");
 for (const section of sections) {

@@ -4,6 +4,7 @@
  * docs/reliability.md. Figures are counted by the tests as they run, never typed by hand.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "../../../scripts/lib/dev-vars.js";
 
@@ -43,7 +44,8 @@ export class Figures {
   /** Called from afterAll: writes .outpost/chaos/<file>.json. */
   write(): void {
     mkdirSync(RESULTS_DIR, { recursive: true });
-    const out = { file: this.file, scale: SCALE, startedAt: new Date(this.started).toISOString(), durationMs: Date.now() - this.started, figures: this.list };
+    // The machine's load when the file ended (1, 5 and 15 minute averages): the suite shares its cores.
+    const out = { file: this.file, scale: SCALE, startedAt: new Date(this.started).toISOString(), durationMs: Date.now() - this.started, loadavg: loadavg(), figures: this.list };
     writeFileSync(join(RESULTS_DIR, `${this.file}.json`), `${JSON.stringify(out, null, 2)}\n`);
   }
 }
