@@ -28,6 +28,7 @@ import {
   type OpResult,
   type Routing,
   type Run,
+  type SnapshotBranchResult,
   type SnapshotImportResult,
   type SnapshotTaken,
   FINAL_RUN_STATES,
@@ -312,6 +313,10 @@ export class EnvironmentObject extends DurableObject<Env> {
 
   async importSnapshot(params: OpParams<"snapshot.import">, body: ReadableStream<Uint8Array>): Promise<Outcome<SnapshotImportResult>> {
     return this.entry("rpc", () => this.snapshots.importBundle(params, body));
+  }
+
+  async branchSnapshot(params: OpParams<"snapshot.branch">): Promise<Outcome<SnapshotBranchResult>> {
+    return this.entry("rpc", () => this.snapshots.branch(params));
   }
 
   async diffSnapshots(params: OpParams<"snapshot.diff">): Promise<Outcome<ReadableStream<Uint8Array>>> {

@@ -14,6 +14,7 @@ import {
   type Chunk,
   type OpParams,
   type OpResult,
+  type SnapshotBranchResult,
   type SnapshotImportResult,
   type SnapshotTaken,
 } from "@outpost/protocol";
@@ -67,7 +68,7 @@ export class SnapshotRelay {
   constructor(
     private readonly h: RelayHost,
     private readonly now: () => number,
-    private readonly ask: (op: "snapshot.take" | "snapshot.bundle", params: unknown, timeoutMs: number) => Promise<Outcome<unknown>>,
+    private readonly ask: (op: "snapshot.take" | "snapshot.bundle" | "snapshot.branch", params: unknown, timeoutMs: number) => Promise<Outcome<unknown>>,
   ) {}
 
   async take(params: OpParams<"snapshot.take">): Promise<Outcome<SnapshotTaken>> {
@@ -76,6 +77,16 @@ export class SnapshotRelay {
     const parsed = Ops["snapshot.take"].result.safeParse(reply.value);
     if (!parsed.success) return fail("agent_error", "The agent sent a malformed snapshot.");
     this.h.events.append("snapshot.taken", { snapshotId: parsed.data.snapshotId, commit: parsed.data.commit, threadId: parsed.data.threadId, files: parsed.data.files, bytes: parsed.data.bytes });
+    return ok(parsed.data);
+  }
+
+  /** A pull-request branch in the user's own repository of the workspace (snapshot-branch.ts in the agent). */
+  async branch(params: OpParams<"snapshot.branch">): Promise<Outcome<SnapshotBranchResult>> {
+    const reply = await this.ask("snapshot.branch", params, 10 * 60_000);
+    if (!reply.ok) return reply;
+    const parsed = Ops["snapshot.branch"].result.safeParse(reply.value);
+    if (!parsed.success) return fail("agent_error", "The agent sent a malformed branch result.");
+    this.h.events.append("snapshot.branch", { branch: parsed.data.branch, commit: parsed.data.commit, base: parsed.data.base, changed: parsed.data.changed.length });
     return ok(parsed.data);
   }
 

@@ -34,6 +34,7 @@ import {
   RunList,
   RunResponse,
   Snapshot,
+  SnapshotBranchResult,
   SnapshotExport,
   SnapshotImportResult,
   type CreateEnvironmentInput,
@@ -44,6 +45,7 @@ import {
   type CreateSnapshotBody,
   type ExportSnapshotBody,
   type ImportSnapshotBody,
+  type SnapshotBranchBody,
   type HostTokenInput,
   type InstallProviderInput,
   WATCH_WINDOW,
@@ -88,6 +90,7 @@ export type Upload = Uint8Array | string | { stream: ReadableStream<Uint8Array>;
 
 const EnvironmentResponse = z.object({ environment: Environment });
 const SnapshotSummary = Snapshot.omit({ exports: true, environments: true });
+const BranchResponse = z.object({ branch: SnapshotBranchResult.extend({ environmentId: z.string(), message: z.string() }), snapshot: Snapshot });
 const ImportResponse = z.object({ import: SnapshotImportResult.extend({ intoThread: z.string().nullable() }), snapshot: Snapshot });
 const SpawnScope = z.object({ spawn: SpawnGrant.nullable() });
 const enc = encodeURIComponent;
@@ -364,6 +367,14 @@ export class Client {
   /** Brings a snapshot into an environment (verified before the workspace changes): replace, patch or branch. */
   importSnapshot(id: string, body: z.input<typeof ImportSnapshotBody>) {
     return this.call(ImportResponse, "POST", `/v1/snapshots/${enc(id)}/import`, { json: body, timeoutMs: 300_000 });
+  }
+
+  /**
+   * A branch ready for a pull request in the environment's own repository: `outpost/<name>` rooted
+   * at the user's HEAD, one commit with the snapshot's files; the work tree, index and HEAD untouched.
+   */
+  branchSnapshot(id: string, body: z.input<typeof SnapshotBranchBody>) {
+    return this.call(BranchResponse, "POST", `/v1/snapshots/${enc(id)}/branch`, { json: body, timeoutMs: 300_000 });
   }
 
   /** narrative.json: the objective, thread and runs stored beside the snapshot's bundles. */

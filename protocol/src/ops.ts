@@ -136,6 +136,7 @@ export const Ops = {
   "snapshot.read": { params: S.SnapshotReadParams, result: S.SnapshotReadResult },
   "snapshot.import": { params: S.SnapshotImportParams, result: S.SnapshotImportResult },
   "snapshot.diff": { params: S.SnapshotDiffParams, result: S.SnapshotDiffResult },
+  "snapshot.branch": { params: S.SnapshotBranchParams, result: S.SnapshotBranchResult },
 } as const;
 export type OpName = keyof typeof Ops;
 export type OpParams<O extends OpName> = z.infer<(typeof Ops)[O]["params"]>;

@@ -96,6 +96,33 @@ export const SnapshotDiffParams = z.object({
 });
 export const SnapshotDiffResult = z.object({ size: z.number().int().nonnegative() });
 
+/**
+ * A branch name under `outpost/` in the user's own repository: path components of letters, digits,
+ * `.`, `_` and `-`, none starting with `.` or `-` nor ending in `.lock`, no `..`.
+ */
+export const BranchName = z
+  .string()
+  .min(1)
+  .max(100)
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*(\/[A-Za-z0-9_][A-Za-z0-9._-]*)*$/, "path components of letters, digits, . _ and -")
+  .refine((n) => !n.includes("..") && !/\.lock(\/|$)/.test(n) && !n.endsWith("."), "no '..', no component ending in .lock or '.'");
+/**
+ * snapshot.branch: a branch `outpost/<name>` in the user's own repository of the workspace, rooted
+ * at the user's HEAD, whose one commit carries the snapshot's files. The user's work tree, index
+ * and HEAD are not touched; an existing branch of that name is a conflict.
+ */
+export const SnapshotBranchParams = z.object({ commit: Sha, name: BranchName, message: z.string().min(1).max(16384) });
+export const SnapshotBranchResult = z.object({
+  /** The full branch name, `outpost/<name>`. */
+  branch: z.string(),
+  commit: Sha,
+  /** The user's HEAD the branch is rooted at. */
+  base: Sha,
+  /** Files the commit changes against the base. */
+  changed: z.array(z.string()),
+});
+export type SnapshotBranchResult = z.infer<typeof SnapshotBranchResult>;
+
 // ---- HTTP bodies -------------------------------------------------------------------------
 
 export const CreateObjectiveBody = z.object({ title: z.string().min(1).max(512), description: z.string().max(16384).optional() });
@@ -129,6 +156,9 @@ export const DiffSnapshotsBody = z.object({
 });
 /** Merge `from`'s changes into the environment `into` as a patch (a three-way merge; conflicts listed). */
 export const MergeSnapshotBody = z.object({ into: z.string().min(1).max(128), from: SnapshotSide });
+
+/** A pull-request branch in the environment's own repository (default name: the snapshot's thread, else the snapshot). */
+export const SnapshotBranchBody = z.object({ environment: z.string().min(1).max(128), name: BranchName.optional() });
 
 export const Objective = z.object({ id: z.string(), title: z.string(), description: z.string().nullable(), createdAt: z.string() });
 export type Objective = z.infer<typeof Objective>;

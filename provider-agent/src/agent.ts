@@ -30,6 +30,7 @@ import { deleteFile, FileWrite, readFile } from "./services/files.js";
 import { copyPath, deleteRecursive, listDirectory, makeDirectory, movePath, statPath } from "./services/fs-ops.js";
 import { RunManager } from "./services/runs.js";
 import { diffSnapshots, readBundle, receiveImport } from "./services/snapshot-ops.js";
+import { branchForPullRequest } from "./services/snapshot-branch.js";
 import { defaultSnapshotDir, SnapshotService } from "./services/snapshots.js";
 import { confineError, workspaceRoots } from "./workspace-errors.js";
 
@@ -294,6 +295,8 @@ export class Agent {
         const { bundleId, size, sha256 } = await untilAborted(this.snapshots.bundle(params("snapshot.bundle", Ops["snapshot.bundle"].params, req.params)), signal);
         return { bundleId, size, sha256 };
       }
+      case "snapshot.branch":
+        return untilAborted(branchForPullRequest(this.snapshots, params("snapshot.branch", Ops["snapshot.branch"].params, req.params)), signal);
       case "snapshot.read":
       case "snapshot.diff": {
         const emit = async ({ n, data, last }: { n: number; data: Buffer; last: boolean }) => {

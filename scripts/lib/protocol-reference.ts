@@ -67,6 +67,7 @@ const OPERATIONS: Record<string, string> = {
   "snapshot.read": "Stream a bundle out as chunks.",
   "snapshot.import": "Receive a bundle, verify it, and restore it into the workspace.",
   "snapshot.diff": "The difference between two snapshots.",
+  "snapshot.branch": "Make a pull-request branch outpost/<name> in the user's own repository: one commit with a snapshot's files on the user's HEAD, the work tree, index and HEAD untouched.",
   "env.create": "Create the environment and start its agent (again, for a repeated create) → its resource id.",
   "env.recover": "Bring the environment back by its resource id; `recovered: false` when the resource is gone.",
   "env.teardown": "Remove everything the host recorded for the environment.",

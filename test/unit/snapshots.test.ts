@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { timeOrderedId, type BundleFormat, type ImportStrategy } from "@outpost/protocol";
 import { AgentError } from "../../provider-agent/src/errors.js";
 import { BundleReceiver, importSnapshot } from "../../provider-agent/src/services/snapshot-import.js";
+import { branchForPullRequest } from "../../provider-agent/src/services/snapshot-branch.js";
 import { diffSnapshots } from "../../provider-agent/src/services/snapshot-ops.js";
 import { SnapshotService, threadHead, threadRefKey } from "../../provider-agent/src/services/snapshots.js";
 import { tempDir } from "./helpers.js";
@@ -282,5 +283,62 @@ describe("carrying snapshots between workspaces", () => {
     execFileSync("git", ["-C", repo, "am", "-q"], { input: mail, env: { ...process.env, GIT_AUTHOR_NAME: "u", GIT_AUTHOR_EMAIL: "u@e", GIT_COMMITTER_NAME: "u", GIT_COMMITTER_EMAIL: "u@e" } });
     expect(readFileSync(path.join(repo, "f.txt"), "utf8")).toBe("2\n");
     expect(existsSync(path.join(repo, ".git"))).toBe(true);
+  });
+});
+
+describe("a branch ready for a pull request", () => {
+  /** The user's work tree (all but .git), index and HEAD, byte for byte, and what HEAD names. */
+  async function userState(w: string) {
+    const files = await checksums(w);
+    return { files, index: readFileSync(path.join(w, ".git", "index")).toString("hex"), head: readFileSync(path.join(w, ".git", "HEAD"), "utf8"), commit: git(w, "rev-parse", "HEAD"), status: git(w, "--no-optional-locks", "status", "--porcelain") };
+  }
+
+  it("outpost/<name> in the user's repository: one commit on HEAD with the snapshot's files; work tree, index and HEAD untouched; an existing name refused", async () => {
+    const a = await env("pr");
+    const w = a.workspace;
+    git(w, "init", "-q", "-b", "main");
+    writeFileSync(path.join(w, "a.txt"), "one\n");
+    writeFileSync(path.join(w, "keep.txt"), "kept\n");
+    git(w, "add", ".");
+    git(w, "commit", "-qm", "user's base");
+    // Work in progress: an edit, a staged new file, an untracked one; the snapshot carries all of it.
+    writeFileSync(path.join(w, "a.txt"), "two\n");
+    writeFileSync(path.join(w, "staged.txt"), "staged\n");
+    git(w, "add", "staged.txt");
+    mkdirSync(path.join(w, "src"));
+    writeFileSync(path.join(w, "src", "new.ts"), "export {};\n");
+    const snap = await a.service.take({ snapshotId: sid(), threadId: "thr_pr" });
+    // Changed after the snapshot: not part of the branch.
+    writeFileSync(path.join(w, "later.txt"), "after the snapshot\n");
+    const before = await userState(w);
+    const mainBefore = readFileSync(path.join(w, ".git", "refs", "heads", "main"), "utf8");
+
+    const r = await branchForPullRequest(a.service, { commit: snap.commit, name: "thr_pr", message: "Add the feature\n\nObjective: ship it\n" });
+    expect(r).toMatchObject({ branch: "outpost/thr_pr", base: before.commit.trim() });
+    expect(r.changed.sort()).toEqual(["a.txt", "src/new.ts", "staged.txt"]);
+    expect(await userState(w)).toEqual(before);
+    expect(readFileSync(path.join(w, ".git", "refs", "heads", "main"), "utf8")).toBe(mainBefore);
+    // One commit on top of HEAD, with the snapshot's files and the narrative's message.
+    expect(git(w, "rev-list", "--count", `${before.commit.trim()}..outpost/thr_pr`).trim()).toBe("1");
+    expect(git(w, "rev-parse", "outpost/thr_pr^").trim()).toBe(before.commit.trim());
+    expect(git(w, "log", "-1", "--format=%B", "outpost/thr_pr")).toBe("Add the feature\n\nObjective: ship it\n\n");
+    expect(git(w, "show", "outpost/thr_pr:a.txt")).toBe("two\n");
+    expect(git(w, "show", "outpost/thr_pr:src/new.ts")).toBe("export {};\n");
+    expect(git(w, "ls-tree", "-r", "--name-only", "outpost/thr_pr").trim().split("\n").sort()).toEqual(["a.txt", "keep.txt", "src/new.ts", "staged.txt"]);
+    expect(git(w, "fsck", "--no-dangling").trim()).toBe("");
+
+    await expect(branchForPullRequest(a.service, { commit: snap.commit, name: "thr_pr", message: "again" })).rejects.toMatchObject({ code: "conflict", message: expect.stringMatching(/outpost\/thr_pr already exists/) });
+    expect(git(w, "rev-parse", "outpost/thr_pr").trim()).toBe(r.commit);
+    expect(await userState(w)).toEqual(before);
+  });
+
+  it("refuses a workspace without a repository of its own, or one without a commit", async () => {
+    const a = await env("pr-none");
+    writeFileSync(path.join(a.workspace, "f.txt"), "x\n");
+    const snap = await a.service.take({ snapshotId: sid() });
+    await expect(branchForPullRequest(a.service, { commit: snap.commit, name: "x", message: "m" })).rejects.toMatchObject({ code: "invalid_state", message: expect.stringMatching(/not the top of a git repository/) });
+    git(a.workspace, "init", "-q");
+    await expect(branchForPullRequest(a.service, { commit: snap.commit, name: "x", message: "m" })).rejects.toMatchObject({ code: "invalid_state", message: expect.stringMatching(/no commit yet/) });
+    expect(existsSync(path.join(a.workspace, ".git", "refs", "heads", "outpost"))).toBe(false);
   });
 });

@@ -11,6 +11,8 @@ import {
   Objective,
   Run,
   Snapshot,
+  SnapshotBranchBody,
+  SnapshotBranchResult,
   SnapshotExport,
   SnapshotImportResult,
   Thread,
@@ -67,6 +69,19 @@ export const SNAPSHOT_ROUTES: RouteSpec[] = [
   },
   { id: "downloadSnapshotExport", method: "get", path: `${S}/{id}/exports/{exportId}`, tag: "snapshots", summary: "The bytes of an export, from R2", auth: "viewer", params: { id: "snap_…", exportId: "exp_…" }, responses: { 200: text("application/octet-stream") } },
   { id: "getSnapshotNarrative", method: "get", path: `${S}/{id}/narrative`, tag: "snapshots", summary: "narrative.json: the hierarchy stored beside the snapshot's bundles", auth: "viewer", params: { id: "snap_…" }, responses: { 200: { raw: { contentType: "application/json", schema: { type: "object" } } } } },
+  {
+    id: "branchSnapshot",
+    method: "post",
+    path: `${S}/{id}/branch`,
+    tag: "snapshots",
+    summary:
+      "A branch ready for a pull request in the environment's own repository: outpost/<name> (default: the snapshot's thread), rooted at the user's HEAD, one commit with the snapshot's files and a message from its narrative; the user's work tree, index and HEAD untouched; 409 when the branch exists",
+    auth: "operator",
+    params: { id: "snap_…" },
+    body: SnapshotBranchBody,
+    responses: { 201: z.object({ branch: SnapshotBranchResult.extend({ environmentId: z.string(), message: z.string() }), snapshot: Snapshot }) },
+    errors: [409, 422],
+  },
   {
     id: "importSnapshot",
     method: "post",

@@ -1,7 +1,8 @@
 /**
  * /v1/snapshots: take a snapshot in an environment, list and read them, export them to R2 (git
  * bundle, full or incremental, or tar.gz), import them into any environment with a strategy, diff
- * two snapshots or two environments, and merge one environment's changes into another as a patch.
+ * two snapshots or two environments, merge one environment's changes into another as a patch, and
+ * make a branch ready for a pull request in an environment's own repository.
  */
 import { Hono } from "hono";
 import { z } from "zod";
@@ -12,6 +13,7 @@ import {
   ImportSnapshotBody,
   MergeSnapshotBody,
   SNAPSHOT_ID,
+  SnapshotBranchBody,
   timeOrderedId,
   type Snapshot,
   type SnapshotExport,
@@ -21,6 +23,7 @@ import type { Env } from "../env.js";
 import { unwrap } from "../outcome.js";
 import { HttpError } from "../problem.js";
 import { getSnapshot, getThread, listSnapshots, locate, recordSnapshot } from "../snapshot-index.js";
+import { pullRequestMessage } from "../snapshot-branch.js";
 import { exportToR2, importFromR2, narrativeKey } from "../snapshot-transfer.js";
 import { environmentStub, resolveEnvironmentId } from "../stub.js";
 import { parseBody, readJson } from "../validate.js";
@@ -147,6 +150,17 @@ export const snapshots = new Hono<App>()
     const object = await c.env.BUNDLES.get(narrativeKey(org, snapshot.id));
     if (!object) throw new HttpError(404, "not_found", `Snapshot ${snapshot.id} has not been exported yet.`);
     return new Response(object.body, { headers: { "content-type": "application/json" } });
+  })
+  .post("/:id/branch", requireRole("operator"), async (c) => {
+    const body = parseBody(SnapshotBranchBody, await readJson(c.req.raw));
+    const { org } = c.get("user");
+    const snapshot = await mustGet(c.env, org, c.req.param("id"));
+    const target = await resolveEnvironmentId(c.env, org, body.environment);
+    const commit = await bringTo(c.env, org, snapshot, target);
+    const name = body.name ?? (snapshot.threadId ?? snapshot.id).replace(/[^A-Za-z0-9._-]/g, "-");
+    const message = await pullRequestMessage(c.env, org, snapshot);
+    const branch = unwrap(await environmentStub(c.env, org, target).branchSnapshot({ commit, name, message }));
+    return c.json({ branch: { ...branch, environmentId: target, message }, snapshot }, 201);
   })
   .post("/:id/import", requireRole("operator"), async (c) => {
     const body = parseBody(ImportSnapshotBody, await readJson(c.req.raw));

@@ -72,6 +72,11 @@ export class SnapshotService {
     this.#log = options.log ?? silentLogger;
   }
 
+  /** The workspace (the shadow repository's work tree, and the user's repository when it has one). */
+  get workspace(): string {
+    return this.#workspace;
+  }
+
   get outgoing(): string {
     return path.join(this.dir, "outgoing");
   }

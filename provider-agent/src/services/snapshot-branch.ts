@@ -1,0 +1,84 @@
+/**
+ * A branch ready for a pull request in the user's own repository: `outpost/<name>`, rooted at the
+ * user's HEAD, one commit whose tree is the snapshot's. The commit is made in the shadow
+ * repository (after fetching the user's HEAD into it), then fetched into the user's repository
+ * and named with a create-only `update-ref`; the user's work tree, index and HEAD are never
+ * touched, and no hook, fsmonitor, gc or maintenance of theirs runs. argv only.
+ */
+import { realpath } from "node:fs/promises";
+import path from "node:path";
+import { spawn } from "node:child_process";
+import type { OpParams, SnapshotBranchResult } from "@outpost/protocol";
+import { AgentError } from "../errors.js";
+import { childEnv } from "./exec.js";
+import type { ShadowGit } from "./shadow-git.js";
+import type { SnapshotService } from "./snapshots.js";
+
+const ZERO = "0".repeat(40);
+/** Where the user's HEAD is kept in the shadow repository (so the next fetch sends only what is new). */
+const USER_HEAD = "refs/outpost/user-head";
+const prRef = (name: string) => `refs/outpost/pull-requests/${name}`;
+
+/** Variables that would point git at another repository than the user's. */
+const REPO_VARS = ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE"];
+
+type Run = { code: number | null; stdout: string; stderr: string };
+
+/** git in the user's repository: discovery stops at the workspace; nothing of theirs that runs programs or rewrites files. */
+function userGit(workspace: string, args: string[]): Promise<Run> {
+  const env = childEnv({ GIT_TERMINAL_PROMPT: "0", LC_ALL: "C", GIT_CEILING_DIRECTORIES: path.dirname(workspace), GIT_OPTIONAL_LOCKS: "0" });
+  for (const v of REPO_VARS) delete env[v];
+  const argv = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "fetch.writeCommitGraph=false", "-c", "fetch.recurseSubmodules=false", ...args];
+  return new Promise((resolve, reject) => {
+    const child = spawn("git", argv, { cwd: workspace, env, stdio: ["ignore", "pipe", "pipe"], shell: false });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => (stdout += b.toString("utf8")));
+    child.stderr.on("data", (b: Buffer) => {
+      if (stderr.length < 8192) stderr += b.toString("utf8");
+    });
+    child.on("error", (err) => reject(new AgentError("exec_failed", `could not run git: ${err.message}`)));
+    child.on("close", (code) => resolve({ code, stdout: stdout.trim(), stderr: stderr.trim() }));
+  });
+}
+
+async function mustUser(workspace: string, args: string[], what: string): Promise<string> {
+  const r = await userGit(workspace, args);
+  if (r.code !== 0) throw new AgentError("agent_error", `${what}: git ${args[0]} failed: ${r.stderr || `exit code ${r.code}`}`);
+  return r.stdout;
+}
+
+export function branchForPullRequest(service: SnapshotService, p: OpParams<"snapshot.branch">): Promise<SnapshotBranchResult> {
+  return service.exclusive(async (shadow: ShadowGit) => {
+    const workspace = await realpath(service.workspace);
+    if (!(await shadow.resolve(p.commit))) throw new AgentError("not_found", `commit ${p.commit} is not in this environment's shadow repository`);
+    const top = await userGit(workspace, ["rev-parse", "--show-toplevel"]);
+    if (top.code !== 0 || (await realpath(top.stdout).catch(() => "")) !== workspace) {
+      throw new AgentError("invalid_state", "the workspace is not the top of a git repository of its own: there is no user repository to put a branch in");
+    }
+    const base = (await userGit(workspace, ["rev-parse", "-q", "--verify", "HEAD^{commit}"])).stdout;
+    if (!/^[0-9a-f]{40}$/.test(base)) throw new AgentError("invalid_state", "the workspace's repository has no commit yet: a pull-request branch is rooted at HEAD");
+    const branch = `outpost/${p.name}`;
+    const ref = `refs/heads/${branch}`;
+    if ((await userGit(workspace, ["check-ref-format", ref])).code !== 0) throw new AgentError("bad_request", `${branch} is not a valid branch name`);
+    if ((await userGit(workspace, ["rev-parse", "-q", "--verify", ref])).code === 0) {
+      throw new AgentError("conflict", `the branch ${branch} already exists in the workspace's repository; choose another name`);
+    }
+
+    // The user's HEAD into the shadow repository (the commit's parent must be there); read-only for the user's side.
+    const fetched = await shadow.run(["fetch", "-q", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--no-auto-maintenance", workspace, `+${base}:${USER_HEAD}`]);
+    if (fetched.code !== 0 || (await shadow.resolve(USER_HEAD)) !== base) {
+      throw new AgentError("agent_error", `could not read the user's HEAD into the shadow repository: ${fetched.stderr || `exit code ${fetched.code}`}`);
+    }
+    const tree = await shadow.ok(["rev-parse", `${p.commit}^{tree}`]);
+    const commit = await shadow.ok(["commit-tree", tree, "-p", base, "-F", "-"], p.message.endsWith("\n") ? p.message : `${p.message}\n`);
+    await shadow.ok(["update-ref", prRef(p.name), commit]);
+    const changed = (await shadow.ok(["diff-tree", "-r", "--no-commit-id", "--name-only", "--no-renames", base, commit])).split("\n").filter(Boolean);
+
+    // Its objects into the user's repository (only what HEAD lacks), then the branch, create-only.
+    await mustUser(workspace, ["fetch", "-q", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--no-auto-maintenance", service.gitDir, prRef(p.name)], "bringing the commit into the workspace's repository");
+    const made = await userGit(workspace, ["update-ref", "-m", `outpost: pull-request branch from ${p.commit.slice(0, 12)}`, ref, commit, ZERO]);
+    if (made.code !== 0) throw new AgentError("conflict", `the branch ${branch} could not be created: ${made.stderr || `exit code ${made.code}`}`);
+    return { branch, commit, base, changed };
+  });
+}
