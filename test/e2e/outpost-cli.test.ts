@@ -20,6 +20,8 @@ let bundle = "";
 let id = "";
 let runId = "";
 let snapId = "";
+let objectiveId = "";
+let threadId = "";
 const NAME = "cli-e2e";
 
 interface Ran {
@@ -307,6 +309,18 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     expect((await outpost(["cat", other, "notes/later.txt"], { env: admin() })).stdout.toString()).toBe("later\n");
   });
 
+  it("objectives and threads: created, then a snapshot on the thread is listed under it", async () => {
+    objectiveId = parsed(await outpost(["objectives", "create", "cli objective", "-d", "from the e2e test", "--json"], { env: admin() })).objective.id;
+    const created = await outpost(["threads", "create", "--objective", objectiveId, "--title", "cli thread"], { env: admin() });
+    expect(created.code, created.stderr).toBe(0);
+    threadId = created.stdout.toString().trim();
+    expect(threadId).toMatch(/^thr_/);
+    const snap = parsed(await outpost(["snapshots", "create", NAME, "--thread", threadId, "-m", "on the thread", "--json"], { env: admin(), timeoutMs: 60_000 }));
+    const shown = await outpost(["threads", "get", threadId], { env: admin() });
+    expect(shown.stdout.toString()).toContain(`snapshot  ${snap.snapshot.id} on the thread`);
+    expect((await outpost(["objectives", "get", objectiveId], { env: admin() })).stdout.toString()).toMatch(new RegExp(`^${threadId}\\s+cli thread\\s+${objectiveId}`, "m"));
+  });
+
   it("every read command prints JSON with --json: the API's own record, under its key", async () => {
     /** The arguments each read command gets here and the key its JSON must have; a new read command must be added. */
     const cases: Record<string, { args: string[]; key: string }> = {
@@ -325,6 +339,10 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
       diff: { args: [NAME], key: "files" },
       logs: { args: [NAME], key: "events" },
       "children list": { args: [NAME], key: "tree" },
+      "objectives list": { args: [], key: "objectives" },
+      "objectives get": { args: [objectiveId], key: "threads" },
+      "threads list": { args: ["--objective", objectiveId], key: "threads" },
+      "threads get": { args: [threadId], key: "snapshots" },
     };
     const reads = COMMANDS.filter((c) => c.read).map((c) => c.name);
     expect(reads.filter((n) => !(n in cases)), "read commands this test does not run").toEqual([]);

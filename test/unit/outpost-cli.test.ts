@@ -39,7 +39,7 @@ describe("outpost --help", () => {
   });
 
   it("answers for every group and every command, naming its usage, options and global options", async () => {
-    for (const group of ["env", "runs", "providers", "hosts", "tokens", "gateway", "routes", "snapshots", "children"]) {
+    for (const group of ["env", "runs", "providers", "hosts", "tokens", "gateway", "routes", "snapshots", "children", "objectives", "threads"]) {
       const r = await cli([group, "--help"]);
       expect(r.code, group).toBe(0);
       expect(r.stdout).toContain(`Usage: outpost ${group} SUBCOMMAND`);
