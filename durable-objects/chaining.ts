@@ -28,6 +28,7 @@ import { gatewaysWithCapability, upsertGateway } from "../worker/gateway-index.j
 import { newId } from "../worker/ids.js";
 import { environmentStub } from "../worker/stub.js";
 import type { EventLog } from "./events.js";
+import { handlerExec } from "./handlers.js";
 import { watchHop, type HopWatch } from "./hop-watch.js";
 import { LineWriter, oneLine, readLines } from "./lines.js";
 import { fail, ok, type Outcome } from "./outcome.js";
@@ -38,7 +39,7 @@ import type { NewRun } from "./runs.js";
 import type { Sql } from "./sql.js";
 
 /** The work a forwarded request carries (exactly one). */
-export type Work = { exec: Omit<ExecParams, "stream"> } | { file: { op: FileOp; params: Record<string, unknown> } } | { run: CreateRunBody };
+export type Work = { exec: Omit<ExecParams, "stream"> } | { file: { op: FileOp; params: Record<string, unknown> } } | { run: CreateRunBody } | { payload: unknown };
 type FileOp = "stat" | "list" | "mkdir" | "move" | "copy" | "delete";
 
 /** What one hop sends the next by RPC. */
@@ -238,7 +239,13 @@ export class Chaining {
     if (row.provider === REMOTE_PROVIDER) return this.runRemote(row, req);
     const route = req.trail.names;
     const failed = (e: { code: string; message: string }) => fail(e.code, `Hop '${row.name}' failed: ${e.message}`, { hop: row.name, route });
-    const w = req.work;
+    let w = req.work;
+    if ("payload" in w) {
+      const origin = req.trail.names[0] ?? req.trail.origin;
+      const exec = handlerExec({ handlers: this.config().gateway.handlers, type: req.type, action: req.action, payload: w.payload, hop: row.name, origin, forwardId: req.forwardId });
+      if (!exec.ok) return fail(exec.error.code, exec.error.message, { hop: row.name, route });
+      w = { exec: exec.value };
+    }
     if ("exec" in w) {
       const started = this.h.relay.execStream(w.exec);
       if (!started.ok) return failed(started.error);
@@ -386,6 +393,7 @@ const hopOf = (row: Row): Hop => ({ id: row.id, name: row.name });
 function workOf(body: ForwardBody): Work {
   if (body.file) return { file: body.file };
   if (body.run) return { run: body.run };
+  if (body.payload !== undefined) return { payload: body.payload };
   return { exec: body.exec! };
 }
 

@@ -22,7 +22,7 @@ export const CapabilityTarget = z.object({ capability: z.string().regex(/^[a-z0-
 export const Target = z.union([EnvironmentRef, CapabilityTarget]);
 export type Target = z.infer<typeof Target>;
 
-/** Built-in request types, and custom ones (`inference`, `inference:generate`) that carry an exec. */
+/** Built-in request types, and custom ones (`inference`, `inference:generate`) that carry an exec or a payload. */
 export const BUILTIN_TYPES = ["exec", "files", "runs"] as const;
 export const RequestType = z.string().regex(/^[a-z][a-z0-9-]{0,31}(?::[a-z][a-z0-9.-]{0,31})?$/, "a request type: name or name:action (lowercase)");
 
@@ -42,12 +42,26 @@ export const Routing = z.object({
 });
 export type Routing = z.infer<typeof Routing>;
 
+/**
+ * What this environment runs for a custom request type that carries a `payload` instead of a
+ * command: the command gets the payload as JSON on stdin, and the type in OUTPOST_REQUEST_TYPE.
+ */
+export const Handler = ExecParams.pick({ command: true, cwd: true, env: true, timeoutMs: true });
+export type Handler = z.infer<typeof Handler>;
+const isCustomType = (t: string) => !(BUILTIN_TYPES as readonly string[]).includes(t.split(":")[0]!);
+
 /** Whether this environment takes forwarded work, and from whom (ids, names, or `*` for the org). */
 export const Gateway = z.object({
   accept: z.boolean(),
   allowFrom: z.array(z.union([EnvironmentRef, z.literal("*")])).max(64).default([]),
   /** Capabilities it offers to routing (beside what its agent reports). */
   capabilities: z.array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/)).max(32).default([]),
+  /** Handlers for custom request types (`inference`, or `inference:generate` for one action). */
+  handlers: z
+    .record(RequestType, Handler)
+    .refine((h) => Object.keys(h).length <= 64, "at most 64 handlers")
+    .refine((h) => Object.keys(h).every(isCustomType), "handlers are for custom request types, not exec, files or runs")
+    .optional(),
 });
 export type Gateway = z.infer<typeof Gateway>;
 export const INACTIVE_GATEWAY: Gateway = { accept: false, allowFrom: [], capabilities: [] };
@@ -65,13 +79,16 @@ export const ForwardBody = z
     exec: ExecParams.omit({ stream: true }).optional(),
     file: z.object({ op: FileOp, params: z.record(z.string(), z.unknown()) }).optional(),
     run: CreateRunBody.optional(),
+    /** For a custom type: the input the destination's handler for that type gets on stdin (as JSON). */
+    payload: z.unknown().optional(),
     target: Target.optional(),
     route: z.array(Target).min(1).max(MAX_HOPS_LIMIT).optional(),
     targets: z.array(Target).min(1).max(16).optional(),
     /** Set by a forwarding deployment (federation): where the request has been so far. */
     via: z.object({ origin: z.string().max(256), hops: z.number().int().min(0).max(MAX_HOPS_LIMIT), trail: z.array(z.string().max(256)).max(MAX_HOPS_LIMIT), names: z.array(z.string().max(256)).max(MAX_HOPS_LIMIT).optional(), maxHops: z.number().int().min(1).max(MAX_HOPS_LIMIT), ackTimeoutMs: AckTimeoutMs.optional() }).optional(),
   })
-  .refine((b) => [b.exec, b.file, b.run].filter((w) => w !== undefined).length === 1, { message: "give exactly one of exec, file or run", path: ["exec"] })
+  .refine((b) => [b.exec, b.file, b.run, b.payload].filter((w) => w !== undefined).length === 1, { message: "give exactly one of exec, file, run or payload", path: ["exec"] })
+  .refine((b) => b.payload === undefined || (b.type !== undefined && isCustomType(b.type)), { message: "a payload needs a custom type (such as inference:generate) for the destination's handler", path: ["type"] })
   .refine((b) => [b.target, b.route, b.targets].filter((w) => w !== undefined).length <= 1, { message: "give at most one of target, route or targets", path: ["target"] })
   .refine((b) => !b.type || (b.file ? b.type.split(":")[0] === "files" : b.run ? b.type.split(":")[0] === "runs" : !["files", "runs"].includes(b.type.split(":")[0]!)), {
     message: "type must match the work: files for file, runs for run, exec or a custom type for exec",

@@ -102,6 +102,24 @@ describe("execution chaining between real agents", () => {
     expect(refused.stderr).toMatch(/Loop refused/);
   });
 
+  it("a custom type with a payload runs the destination's own handler for it, the sender knowing only the type", async () => {
+    const handler = { command: ["sh", "-c", 'echo "$OUTPOST_REQUEST_TYPE from $OUTPOST_FORWARD_ORIGIN in $(pwd -P)"; cat'] };
+    const gate = await h.admin.request("PUT", "/v1/environments/d/gateway", { json: { accept: true, allowFrom: ["*"], capabilities: ["gpu"], handlers: { inference: handler } } });
+    expect(gate.status).toBe(200);
+    await routes("a", [{ match: "inference", to: { capability: "gpu" } }]);
+    const payload = { prompt: "hi", n: 2 };
+    const expected = (origin: string) => `inference:generate from ${origin} in ${envs.d!.workspace}\n${JSON.stringify(payload)}`;
+    // By a's rules (to whoever has a gpu: d), by an explicit target, and on through b's own rules.
+    expect(await json(await forward("a", { type: "inference:generate", payload }))).toMatchObject({ ok: true, exitCode: 0, stdout: expected("a"), route: ["a", "d"] });
+    expect(await json(await forward("c", { type: "inference:generate", payload, target: "d" }))).toMatchObject({ ok: true, stdout: expected("c"), route: ["c", "d"] });
+    await routes("b", [{ match: "inference", to: "d" }]);
+    expect(await json(await forward("a", { type: "inference:generate", payload, target: "b" }))).toMatchObject({ ok: true, stdout: expected("a"), route: ["a", "b", "d"] });
+    // Where no handler is declared, the request is refused naming that environment.
+    const none = await expectProblem(await forward("a", { type: "inference:generate", payload, target: "c" }), 404, "not_found");
+    expect(none.detail).toBe("Hop 'c' has no handler for request type 'inference:generate' (its gateway declares none).");
+    await expectProblem(await forward("a", { type: "exec", payload, target: "d" }), 400, "bad_request");
+  });
+
   it("cancel at the origin kills the process at the leaf", async () => {
     const run = await readUntilPid(await forward("a", { exec: { command: SLEEPER }, route: ["b", "c"] }, true));
     expect(processAlive(run.pid)).toBe(true);
