@@ -15,6 +15,7 @@ import { createLogger, type LogLevel } from "./log.js";
 import { DEFAULT_HEALTH_INTERVAL_MS, startHealthReports } from "./services/health.js";
 import { OUTBOX_DEFAULTS } from "./outbox.js";
 import { Spool } from "./spool.js";
+import { reapLeftoverGroups } from "./process-groups.js";
 import { defaultStatePath, insideWorkspace, loadState, StateStore } from "./state.js";
 import { AGENT_VERSION } from "./version.js";
 
@@ -173,6 +174,8 @@ async function run(config: Config): Promise<number> {
   } catch (err) {
     return fail(`cannot write the state file ${config.stateFile}: ${errorText(err)}`);
   }
+  // Commands a previous agent process started and left running when it was killed (SIGKILL runs no exit hook).
+  reapLeftoverGroups(`${config.stateFile}.groups.json`, log);
   let spool: Spool | null = null;
   try {
     if (config.spoolDir) spool = new Spool(config.spoolDir);

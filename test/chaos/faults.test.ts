@@ -106,7 +106,9 @@ describe("an agent killed with SIGKILL", () => {
     expect(lines.at(-1)).toMatchObject({ type: "error", code: "agent_error" });
     await h.admin.waitForEnvironment(e.id, (x) => x.state === "running" && x.connected, { timeoutMs: 30_000, failIf: unlessExited(again) });
     expect((await h.admin.exec(e.id, { command: ["echo", "after"] })).stdout).toBe("after\n");
+    // The new agent process killed the exec's process group, left running by the killed one, before it connected.
     const orphans = killMarked(`sleep ${marker}`);
+    expect(orphans).toBe(0);
 
     // No agent comes back: a plain exec ends by its own timeout (504) or when the environment gives up (409).
     const lonely = await environment("kill-exec-lonely", { lifecycle: { graceMs: 2_000, restart: { policy: "never" } } });
@@ -117,18 +119,20 @@ describe("an agent killed with SIGKILL", () => {
     expect([409, 504]).toContain(answer.status);
     expect(answer.headers.get("content-type")).toMatch(/problem\+json/);
     const state = (await h.admin.waitForEnvironment(lonely.id, (x) => x.state === "unconnectable", { timeoutMs: 30_000 })).state;
-    figures.add({ section: "faults", name: "agent SIGKILLed mid-exec (then another process takes over / none does)", faults: 2, cases: 2, lost: 0, outcomes: { [`stream: error ${(lines.at(-1) as { code?: string }).code}`]: 1, [`plain exec: ${answer.status}`]: 1, [`environment: ${state}`]: 1 }, measured: { "orphaned commands left by SIGKILL": orphans } });
+    figures.add({ section: "faults", name: "agent SIGKILLed mid-exec (then another process takes over / none does)", faults: 2, cases: 2, lost: 0, outcomes: { [`stream: error ${(lines.at(-1) as { code?: string }).code}`]: 1, [`plain exec: ${answer.status}`]: 1, [`environment: ${state}`]: 1 }, measured: { "commands still running after the restart (the new agent kills them)": orphans } });
   });
 
   it("mid-run: the run is marked lost, the output it sent arrived once each and in order", async () => {
     const kills = FULL ? 3 : 1;
+    let orphans = 0;
     let lostRuns = 0;
     let missingOrDup = 0;
     let linesSeen = 0;
     const e = await environment("kill-run");
+    const tag = `kill-run-${process.pid}-${Date.now()}`; // names this test's commands for pgrep, apart from any other run's
     let agent = e.agent;
     for (let k = 0; k < kills; k++) {
-      const runId = await startRun(e.id, `for i in $(seq 1 400); do echo k${k}-$i; sleep 0.02; done`);
+      const runId = await startRun(e.id, `: ${tag}; for i in $(seq 400); do echo k${k}-$i; sleep 0.02; done`);
       await waitFor(async () => runText(await allEvents(e.id), runId).includes(`k${k}-20\n`), { timeoutMs: 30_000, what: "20 lines of the run" });
       agent.kill();
       await exitWithin(agent);
@@ -148,10 +152,11 @@ describe("an agent killed with SIGKILL", () => {
       expect(n.missing).toBe(400 - n.got);
       missingOrDup += n.duplicated + n.outOfOrder;
       linesSeen += n.got;
-      killMarked(`seq 1 400`);
+      orphans += killMarked(tag);
     }
     await h.admin.waitForEnvironment(e.id, (x) => x.state === "running" && x.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
-    figures.add({ section: "faults", name: "agent SIGKILLed mid-run, a new agent process started", faults: kills, cases: kills, lost: missingOrDup, outcomes: { "run lost": lostRuns }, measured: { "run lines delivered before the kill (prefix, no gap, no duplicate)": linesSeen } });
+    expect(orphans).toBe(0); // each run's process group was killed by the next agent process
+    figures.add({ section: "faults", name: "agent SIGKILLed mid-run, a new agent process started", faults: kills, cases: kills, lost: missingOrDup, outcomes: { "run lost": lostRuns }, measured: { "run lines delivered before the kill (prefix, no gap, no duplicate)": linesSeen, "run commands still running after the restart": orphans } });
   });
 });
 

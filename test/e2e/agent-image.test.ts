@@ -61,7 +61,7 @@ describe.skipIf(skipReason("the agent image test", dockerUnavailable()))("deploy
     expect(await h.admin.writeFile(environment.id, "from-the-api.txt", "written through the edge\n")).toEqual({ size: 25 });
     expect((await h.admin.exec(environment.id, { command: ["cat", "from-the-api.txt"] })).stdout).toBe("written through the edge\n");
     // The state file (and the forward endpoint's file beside it) live beside the workspace, not in it.
-    expect((await h.admin.exec(environment.id, { command: ["ls", "-A", "/home/outpost/state"] })).stdout).toBe("agent.json\nagent.json.endpoint.json\n");
+    expect((await h.admin.exec(environment.id, { command: ["ls", "-A", "/home/outpost/state"] })).stdout).toBe("agent.json\nagent.json.endpoint.json\nagent.json.groups.json\n");
   });
 
   it("exits 0 on docker stop, and the environment records the clean disconnect", async () => {

@@ -12,6 +12,7 @@ import type { ExecParams, ExecResult } from "@outpost/protocol";
 import type { Clock } from "../clock.js";
 import { AgentError, errnoCode } from "../errors.js";
 import { resolveInWorkspace } from "../jail.js";
+import { forgetGroup, recordGroup } from "../process-groups.js";
 import { OutputPump, type OutputSink } from "./output.js";
 
 export const OUTPUT_CAP_BYTES = 256 * 1024;
@@ -136,6 +137,7 @@ export async function runExec(params: ExecParams, options: ExecOptions): Promise
     // Synchronous refusals, e.g. a NUL byte in an argument or an environment value.
     throw new AgentError("bad_request", err instanceof Error ? err.message : String(err));
   }
+  recordGroup(child.pid);
   // Without `stdin` the command reads an empty input. One that does not read its input closes
   // the pipe early: that is not a failure.
   child.stdin.on("error", () => {});
@@ -188,6 +190,7 @@ export async function runExec(params: ExecParams, options: ExecOptions): Promise
     const finish = async () => {
       if (settled) return;
       settled = true;
+      forgetGroup(child.pid);
       signal?.removeEventListener("abort", onAbort);
       if (deadline) clock.clearTimeout(deadline);
       await pump?.finish();

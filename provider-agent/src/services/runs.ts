@@ -11,6 +11,7 @@ import type { AgentFrame, OpParams, RunReport, SnapshotTaken } from "@outpost/pr
 import { realClock, type Clock, type TimerHandle } from "../clock.js";
 import { AgentError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
+import { forgetGroup, recordGroup } from "../process-groups.js";
 import { childEnv, KILL_GRACE_MS, killGroup, spawnFailure, workingDirectory } from "./exec.js";
 import { OutputPump, type StreamName } from "./output.js";
 
@@ -151,6 +152,7 @@ export class RunManager {
       child.once("error", (err) => reject(spawnFailure(file, err)));
     });
     const pid = child.pid as number;
+    recordGroup(pid);
     child.on("error", (err) => this.#log.warn(`run ${params.runId}: ${err.message}`));
     child.stdin.on("error", () => {});
     child.stdin.end(params.message ?? "");
@@ -185,6 +187,7 @@ export class RunManager {
       child.on("close", async (code, signal) => {
         if (closed) return;
         closed = true;
+        forgetGroup(run.pid);
         await pump.finish();
         const ended = exit ?? { code, signal };
         run.state = "exited";
