@@ -340,7 +340,13 @@ describe("a 200 MB workspace", () => {
         `agent peak RSS: A ${(peakA / MB).toFixed(0)} MB, B ${(peakB / MB).toFixed(0)} MB; ` +
         `workerd (Worker, objects and local R2) peak RSS ${(workerdBefore / MB).toFixed(0)} MB before, ${(workerdExported / MB).toFixed(0)} MB after the export, ${(workerdAfter / MB).toFixed(0)} MB after the import`,
     );
-    // The control plane streamed: its peak grew by less than the bundle that went through it twice.
+    // What is measured: the peak RSS of wrangler dev's one workerd process, which runs our Worker and
+    // Durable Objects *and* Miniflare's local R2 simulation (its own isolate, hashing every byte), so
+    // it cannot be bounded at our in-flight window (16 × 256 KiB per hop): bench/r2-memory/run.mjs
+    // shows 200 MB raising a bare workerd's peak by 65-124 MB with no Outpost code (V8's lazy
+    // collection of per-chunk garbage, and local R2's share, which grows with the object). Measured
+    // here: +174 MB. The bound is the bundle's size: holding the bundle anywhere in the control
+    // plane would cross it.
     expect(workerdAfter - workerdBefore).toBeLessThan(200 * MB);
     // Neither agent ever held the workspace, or the bundle, in memory (nor crashed under its capped heap).
     expect(A.agent.alive() && B.agent.alive()).toBe(true);
