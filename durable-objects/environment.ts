@@ -31,10 +31,11 @@ import {
   type SnapshotBranchResult,
   type SnapshotImportResult,
   type SnapshotTaken,
+  type SpawnClaim,
   FINAL_RUN_STATES,
 } from "@outpost/protocol";
 import type { Env } from "../worker/env.js";
-import { signAgentToken } from "../worker/auth.js";
+import { agentTokenCurrent, currentAgentToken, renewAgentToken } from "./agent-token.js";
 import { problemResponse } from "../worker/problem.js";
 import { updateIndexedState, updateRunIndex } from "../worker/environment-index.js";
 import type { HostRegistry } from "./host-registry.js";
@@ -254,6 +255,16 @@ export class EnvironmentObject extends DurableObject<Env> {
         return ok({ gen, org: row.org });
       }),
     );
+  }
+
+  /** Whether an agent token of generation `gen` is still valid (the Worker asks before an agent spawns). */
+  async checkAgentToken(gen: number): Promise<Outcome<void>> {
+    return this.entry("rpc", () => this.withRow((row) => agentTokenCurrent(row, gen)));
+  }
+
+  /** A new agent token of the same generation carrying `spawn` (agent-token.ts), sent to the connected agent. */
+  async renewAgentToken(spawn: SpawnClaim | null): Promise<Outcome<{ agentToken: string; delivered: boolean }>> {
+    return this.entry("rpc", () => this.withRow((row) => (row.state === "archived" ? this.refuse(row, "renew the agent token of", "the environment is archived") : renewAgentToken(this.env, row, spawn, (op, p, t) => this.relay.ask(op, p, t), this.events))));
   }
 
   async listEvents(after: number, limit: number): Promise<Outcome<{ events: EnvironmentEvent[]; next: number }>> {
@@ -697,7 +708,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     let params: Record<string, unknown>;
     if (op === "env.teardown") params = { environmentId: row.id, provider: row.provider, resourceId: row.resource_id };
     else {
-      const agentToken = await signAgentToken(this.env, { sub: row.id, org: row.org, gen: row.agent_gen });
+      const agentToken = await currentAgentToken(this.env, row);
       params = { environmentId: row.id, provider: row.provider, config, agentToken, url: row.control_url ?? "" };
       if (op === "env.recover") params.resourceId = row.resource_id ?? "";
     }

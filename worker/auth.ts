@@ -107,9 +107,12 @@ export async function signHostToken(env: Env, claims: HostClaims, ttlSeconds: nu
     .sign(signingKey(env));
 }
 
-/** Agent tokens do not expire: they are revoked by bumping the environment's generation. */
+/**
+ * Agent tokens do not expire: they are revoked by bumping the environment's generation. A token of
+ * an environment granted the spawn scope carries it (claim `spawn`, see protocol/src/spawn.ts).
+ */
 export async function signAgentToken(env: Env, claims: AgentClaims): Promise<string> {
-  return new SignJWT({ org: claims.org, gen: claims.gen })
+  return new SignJWT({ org: claims.org, gen: claims.gen, ...(claims.spawn ? { spawn: claims.spawn } : {}) })
     .setProtectedHeader({ alg: ALG, typ: "JWT" })
     .setIssuer(TOKEN_ISSUER)
     .setAudience(AUDIENCE.agent)

@@ -2,11 +2,12 @@
  * Hierarchical environments in the org's index (D1): the spawn scope, the parent link, the tree,
  * the limits a spawn is held to, and the cascade when a parent is stopped or archived.
  */
-import { SpawnGrant, type Environment, type EnvironmentTreeNode, type SpawnBody } from "@outpost/protocol";
+import type { AgentClaims, Environment, EnvironmentTreeNode, SpawnBody, SpawnGrant } from "@outpost/protocol";
 import { createEnvironment } from "./create-environment.js";
 import type { Env } from "./env.js";
 import { unwrap } from "./outcome.js";
 import { HttpError } from "./problem.js";
+import { newSpawnClaim, storedClaim, storedGrant } from "./spawn-scope.js";
 import { environmentStub } from "./stub.js";
 
 interface Node {
@@ -24,21 +25,37 @@ async function node(db: D1Database, org: string, id: string): Promise<Node | nul
   return db.prepare("SELECT id, name, state, provider, parent_id, depth, spawn, keep FROM environments WHERE org = ? AND id = ?").bind(org, id).first<Node>();
 }
 
-export async function setSpawnScope(db: D1Database, org: string, id: string, grant: SpawnGrant | null): Promise<void> {
-  await db.prepare("UPDATE environments SET spawn = ? WHERE org = ? AND id = ?").bind(grant ? JSON.stringify(grant) : null, org, id).run();
+export async function spawnScope(db: D1Database, org: string, id: string): Promise<SpawnGrant | null> {
+  return storedGrant((await node(db, org, id))?.spawn ?? null);
 }
 
-export async function spawnScope(db: D1Database, org: string, id: string): Promise<SpawnGrant | null> {
-  const n = await node(db, org, id);
-  return n?.spawn ? SpawnGrant.parse(JSON.parse(n.spawn)) : null;
+/**
+ * Who spawns: an operator of the org (held to the scope recorded in D1), or the environment's own
+ * agent, whose token must carry the spawn scope (claim `spawn`) naming the current grant.
+ */
+export type Spawner = { agent: AgentClaims } | { operator: true };
+
+/** Refuses an agent token without the spawn scope: checked before D1 or any object is touched. */
+export function requireSpawnClaim(by: Spawner): void {
+  if ("agent" in by && !by.agent.spawn) {
+    throw new HttpError(403, "forbidden", "This agent token carries no spawn scope: the environment may not spawn children (an admin grants it with PUT /v1/environments/{env}/spawn, which gives the agent a token that carries it).");
+  }
 }
 
 /** Creates a child of `parentId` within the parent's scope: 403 outside it, 409 at a limit. */
-export async function spawnChild(env: Env, org: string, parentId: string, body: SpawnBody, origin: string): Promise<{ environment: Environment; agentToken: string }> {
+export async function spawnChild(env: Env, org: string, parentId: string, body: SpawnBody, origin: string, by: Spawner): Promise<{ environment: Environment; agentToken: string }> {
+  requireSpawnClaim(by);
   const parent = await node(env.DB, org, parentId);
   if (!parent || parent.state === "archived") throw new HttpError(404, "not_found", "No such environment.");
-  if (!parent.spawn) throw new HttpError(403, "forbidden", `Environment '${parent.name}' may not spawn children: it has no spawn scope (PUT /v1/environments/${parent.name}/spawn).`);
-  const grant = SpawnGrant.parse(JSON.parse(parent.spawn));
+  const current = storedClaim(parent.spawn);
+  if (!current) throw new HttpError(403, "forbidden", `Environment '${parent.name}' may not spawn children: it has no spawn scope (PUT /v1/environments/${parent.name}/spawn).`);
+  if ("agent" in by) {
+    if (by.agent.spawn!.grant !== current.grant) {
+      throw new HttpError(403, "forbidden", `The spawn scope this agent token carries was withdrawn or replaced; the agent needs the token PUT /v1/environments/${parent.name}/spawn issued.`);
+    }
+    unwrap(await environmentStub(env, org, parentId).checkAgentToken(by.agent.gen));
+  }
+  const grant = current;
   if (grant.providers && body.provider && !grant.providers.includes(body.provider)) {
     throw new HttpError(403, "forbidden", `Environment '${parent.name}' may spawn children with providers ${grant.providers.join(", ")} only, not '${body.provider}'.`);
   }
@@ -57,12 +74,9 @@ export async function spawnChild(env: Env, org: string, parentId: string, body: 
     throw new HttpError(409, "children_limit", `Environment '${parent.name}' already has ${count?.n} children (maxChildren ${grant.maxChildren}); close one first.`, { maxChildren: grant.maxChildren });
   }
   const { keep, spawn, ...create } = body;
-  const child = await createEnvironment(env, org, create, origin);
-  const childSpawn = spawn ? { ...spawn, providers: spawn.providers ?? grant.providers, capabilities: spawn.capabilities ?? grant.capabilities } : null;
-  await env.DB.prepare("UPDATE environments SET parent_id = ?, depth = ?, keep = ?, spawn = ? WHERE org = ? AND id = ?")
-    .bind(parentId, parent.depth + 1, keep ? 1 : 0, childSpawn ? JSON.stringify(childSpawn) : null, org, child.environment.id)
-    .run();
-  await environmentStub(env, org, parentId).noteProviderEvent("child.spawned", { child: child.environment.id, name: child.environment.name, provider: child.environment.provider, keep: !!keep });
+  const childSpawn = spawn ? newSpawnClaim({ ...spawn, providers: spawn.providers ?? grant.providers, capabilities: spawn.capabilities ?? grant.capabilities }) : null;
+  const child = await createEnvironment(env, org, create, origin, { parentId, depth: parent.depth + 1, keep: !!keep, spawn: childSpawn });
+  await environmentStub(env, org, parentId).noteProviderEvent("child.spawned", { child: child.environment.id, name: child.environment.name, provider: child.environment.provider, keep: !!keep, by: "agent" in by ? "agent" : "operator" });
   await environmentStub(env, org, child.environment.id).noteProviderEvent("environment.spawned_by", { parent: parentId, name: parent.name, depth: parent.depth + 1 });
   return child;
 }
@@ -70,6 +84,14 @@ export async function spawnChild(env: Env, org: string, parentId: string, body: 
 /** Whether `childId` is a child of `parentId` (what a parent may close). */
 export async function isChildOf(db: D1Database, org: string, childId: string, parentId: string): Promise<boolean> {
   return (await node(db, org, childId))?.parent_id === parentId;
+}
+
+/** The environment that spawned `id` (null: none). */
+export async function parentOf(db: D1Database, org: string, id: string): Promise<{ id: string; name: string } | null> {
+  return db
+    .prepare("SELECT p.id AS id, p.name AS name FROM environments c JOIN environments p ON p.org = c.org AND p.id = c.parent_id WHERE c.org = ? AND c.id = ?")
+    .bind(org, id)
+    .first<{ id: string; name: string }>();
 }
 
 /** The environment and everything below it. */

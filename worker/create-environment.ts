@@ -1,5 +1,5 @@
 /** Creating an environment: placement on a provider host, config, the index row, the object, the agent token. */
-import { LifecycleSettings, mergeConfig, type CreateEnvironmentBody, type Environment } from "@outpost/protocol";
+import { LifecycleSettings, mergeConfig, type CreateEnvironmentBody, type Environment, type SpawnClaim } from "@outpost/protocol";
 import { signAgentToken } from "./auth.js";
 import type { Env } from "./env.js";
 import { insertEnvironment, removeEnvironment } from "./environment-index.js";
@@ -11,8 +11,17 @@ import { registryStub } from "./routes/hosts.js";
 import { installedConfig } from "./routes/providers.js";
 import { environmentStub } from "./stub.js";
 
+/** A spawned child's place in the hierarchy, recorded before its host is asked to make it. */
+export interface ChildLink {
+  parentId: string;
+  depth: number;
+  keep: boolean;
+  /** The spawn scope the child itself is granted (its agent token carries it). */
+  spawn: SpawnClaim | null;
+}
+
 /** `origin` is the control plane's URL as the caller reached it (a placed environment's agent dials it). */
-export async function createEnvironment(env: Env, org: string, body: CreateEnvironmentBody, origin: string): Promise<{ environment: Environment; agentToken: string }> {
+export async function createEnvironment(env: Env, org: string, body: CreateEnvironmentBody, origin: string, child?: ChildLink): Promise<{ environment: Environment; agentToken: string }> {
   const placed = await placement(env, org, body);
   const provider = placed?.provider.id ?? body.provider!;
   let config = body.config ?? {};
@@ -28,6 +37,11 @@ export async function createEnvironment(env: Env, org: string, body: CreateEnvir
   const id = newEnvironmentId();
   const at = new Date().toISOString();
   await insertEnvironment(env.DB, org, { id, name: body.name, provider, state: "created", createdAt: at, updatedAt: at });
+  if (child) {
+    await env.DB.prepare("UPDATE environments SET parent_id = ?, depth = ?, keep = ?, spawn = ? WHERE org = ? AND id = ?")
+      .bind(child.parentId, child.depth, child.keep ? 1 : 0, child.spawn ? JSON.stringify(child.spawn) : null, org, id)
+      .run();
+  }
   const stub = environmentStub(env, org, id);
   const created = await stub
     .create({
@@ -49,7 +63,7 @@ export async function createEnvironment(env: Env, org: string, body: CreateEnvir
     });
   let environment = unwrap(created);
   if (placed) environment = unwrap(await stub.provision());
-  const agentToken = await signAgentToken(env, { sub: id, org, gen: 1 });
+  const agentToken = await signAgentToken(env, { sub: id, org, gen: 1, ...(child?.spawn ? { spawn: child.spawn } : {}) });
   return { environment, agentToken };
 }
 

@@ -88,6 +88,8 @@ export const Environment = z.object({
   resourceId: z.string().nullable(),
   /** The provider host that created the environment; null when its agent is started by hand. */
   host: z.string().nullable(),
+  /** GET /v1/environments/{env}: the environment that spawned it (null: none); see spawn.ts. */
+  parent: z.object({ id: z.string(), name: z.string() }).nullable().optional(),
   lifecycle: LifecycleSettings,
   connected: z.boolean(),
   /** The agent's latest resource report (see the `health` frame); null until one arrives. */

@@ -117,6 +117,13 @@ export const RunCancelResult = z.object({ cancelled: z.boolean() });
 export const ShutdownParams = z.object({ reason: z.string().max(512) });
 export const ShutdownResult = z.object({});
 
+/**
+ * token.renew: the control plane issued this environment's agent a new token (same generation, a
+ * changed spawn scope); the agent uses it from now on for its local endpoint and reconnects.
+ */
+export const TokenRenewParams = z.object({ token: z.string().min(1).max(16384) });
+export const TokenRenewResult = z.object({});
+
 export const Ops = {
   exec: { params: ExecParams, result: ExecResult },
   "file.read": { params: FileReadParams, result: FileReadResult },
@@ -131,6 +138,7 @@ export const Ops = {
   "run.start": { params: RunStartParams, result: RunStartResult },
   "run.cancel": { params: RunCancelParams, result: RunCancelResult },
   shutdown: { params: ShutdownParams, result: ShutdownResult },
+  "token.renew": { params: TokenRenewParams, result: TokenRenewResult },
   "snapshot.take": { params: S.SnapshotTakeParams, result: S.SnapshotTaken },
   "snapshot.bundle": { params: S.SnapshotBundleParams, result: S.SnapshotBundleResult },
   "snapshot.read": { params: S.SnapshotReadParams, result: S.SnapshotReadResult },

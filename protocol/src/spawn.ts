@@ -20,6 +20,14 @@ export const SpawnGrant = z.object({
 });
 export type SpawnGrant = z.infer<typeof SpawnGrant>;
 
+/**
+ * The spawn scope as the agent token carries it (claim `spawn`): the grant's limits and its id.
+ * The Worker lets an agent token spawn only when it carries this claim and `grant` is the
+ * environment's current grant, so withdrawing or changing the grant stops the old token at once.
+ */
+export const SpawnClaim = SpawnGrant.extend({ grant: z.string().regex(/^sg_[A-Za-z0-9_-]{8,64}$/) });
+export type SpawnClaim = z.infer<typeof SpawnClaim>;
+
 /** PUT /v1/environments/{env}/spawn: grant (or with `null`, withdraw) the scope. */
 export const SpawnScopeBody = z.object({ spawn: SpawnGrant.nullable() });
 
@@ -33,6 +41,13 @@ export const SpawnBody = CreateEnvironmentBody.and(
   }),
 );
 export type SpawnBody = z.infer<typeof SpawnBody>;
+
+/**
+ * PUT /v1/environments/{env}/spawn's answer: the scope, and the agent token that carries it (same
+ * generation, so the old token still connects but can no longer spawn). `delivered`: the connected
+ * agent received the token over its link and uses it from now on; otherwise give it to the agent.
+ */
+export const SpawnScopeResponse = z.object({ spawn: SpawnGrant.nullable(), agentToken: z.string(), delivered: z.boolean() });
 
 export interface EnvironmentTreeNode {
   id: string;

@@ -1,5 +1,6 @@
 /** Claims carried by Outpost's JWTs. Signing and verification live with jose on each side. */
 import { z } from "zod";
+import { SpawnClaim } from "./spawn.js";
 
 export const TOKEN_ISSUER = "outpost";
 export const AUDIENCE = {
@@ -28,6 +29,8 @@ export const AgentClaims = z.object({
   sub: z.string().regex(/^env_[a-z0-9]{20}$/),
   org: OrgName,
   gen: z.number().int().positive(),
+  /** Present when the environment was granted the scope to spawn children (see spawn.ts). */
+  spawn: SpawnClaim.optional(),
 });
 export type AgentClaims = z.infer<typeof AgentClaims>;
 

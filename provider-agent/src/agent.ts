@@ -56,6 +56,8 @@ export interface AgentOptions {
   log?: Logger;
   /** Called after the reply to a `shutdown` request has been sent: the agent should exit. */
   onShutdown?: (reason: string) => void;
+  /** Called with a token the control plane renewed (token.renew): use it from now on. */
+  onToken?: (token: string) => void;
   /** Bytes per file.read chunk (default CHUNK_BYTES); tests make it tiny to get many chunks. */
   chunkBytes?: number;
   /** Where the diff base of a workspace without git is kept (outside the workspace). */
@@ -329,6 +331,13 @@ export class Agent {
         entry.afterReply = () => this.options.onShutdown?.(reason);
         // Runs stop with the environment; their run.exit frames go out before this reply.
         if (this.#runs) await this.#runs.shutdown();
+        return {};
+      }
+      case "token.renew": {
+        const { token } = params("token.renew", Ops["token.renew"].params, req.params);
+        if (!this.options.onToken) throw new AgentError("bad_request", "this agent does not take renewed tokens");
+        this.options.onToken(token);
+        this.#log.info("the control plane renewed the agent token (spawn scope changed)");
         return {};
       }
       default:

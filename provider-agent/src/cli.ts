@@ -33,7 +33,8 @@ Usage:
   outpost-agent exec --target ENV -- COMMAND [ARG...]          from inside an environment: run a command in
                                                                another one; see 'outpost-agent exec --help'
   outpost-agent spawn --name NAME [--provider ID]              from inside an environment granted the spawn
-                                                               scope: create (or --close) a child environment
+                                                               scope: create (or --close) a child environment;
+                                                               see 'outpost-agent spawn --help'
 
 Options:
   --url URL            control plane base URL (http, https, ws or wss)      env: OUTPOST_URL
@@ -62,9 +63,11 @@ Prefer OUTPOST_AGENT_TOKEN over --token: command lines are visible to other proc
 
 Forwarding (execution chaining): the agent listens on 127.0.0.1 (a random port) for programs in the
 environment that forward work to other environments (outpost-agent exec, or POST /forward with the
-body of the control plane's forward API). Commands it runs find it in ${FORWARD_URL_ENV} and
-${FORWARD_SECRET_ENV}; other programs read <state file>.endpoint.json (mode 0600). The agent token
-stays in the agent.
+body of the control plane's forward API), and that spawn or close children when the environment
+holds the spawn scope (outpost-agent spawn, or POST /children, DELETE /children/{child}). Commands it
+runs find it in ${FORWARD_URL_ENV} and ${FORWARD_SECRET_ENV}; other programs read
+<state file>.endpoint.json (mode 0600). The agent token stays in the agent; when the control plane
+renews it (a changed spawn scope, token.renew) the endpoint uses the new one.
 
 Nothing is lost when the link drops: replies and streamed output are kept until the control plane
 acknowledges them and are sent again after reconnecting. On SIGINT or SIGTERM the agent refuses new
@@ -164,7 +167,8 @@ type Config = {
 };
 
 async function run(config: Config): Promise<number> {
-  const log = createLogger(config.level, [config.token]);
+  const secrets = [config.token];
+  const log = createLogger(config.level, secrets);
   const clock = realClock();
   const saved = loadState(config.stateFile, config.environmentId, log);
   const resourceId = config.resourceId ?? saved.resourceId;
@@ -209,7 +213,13 @@ async function run(config: Config): Promise<number> {
   });
   // Snapshots (the shadow repository) live beside the state file, outside the workspace.
   const snapshotDir = `${config.stateFile.replace(/\.json$/, "")}.snapshots`;
-  const theAgent = new Agent({ workspace: config.workspace, out: link, log, clock, snapshotDir, onShutdown: () => void stopGracefully() });
+  // A renewed token (same generation, a changed spawn scope) is what the local endpoint passes on;
+  // the link keeps dialing with the one it was given, which stays valid.
+  const onToken = (token: string) => {
+    secrets.push(token);
+    forward.setToken(token);
+  };
+  const theAgent = new Agent({ workspace: config.workspace, out: link, log, clock, snapshotDir, onShutdown: () => void stopGracefully(), onToken });
   agent = theAgent;
   // A workspace without git gets its diff base now, before commands change it.
   theAgent.diffs.prepare().catch((err: unknown) => log.warn(`cannot record the diff base: ${errorText(err)}`));

@@ -34,6 +34,8 @@ export interface ForwardEndpointOptions {
 export interface ForwardEndpoint {
   url: string;
   secret: string;
+  /** The agent token was renewed (a changed spawn scope): pass requests on with this one from now. */
+  setToken(token: string): void;
   close(): Promise<void>;
 }
 
@@ -106,6 +108,9 @@ export async function startForwardEndpoint(o: ForwardEndpointOptions): Promise<F
   return {
     url,
     secret,
+    setToken: (token) => {
+      o.token = token;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         if (o.endpointFile) rmSync(o.endpointFile, { force: true });

@@ -1,4 +1,7 @@
-/** One line per event on stderr, ISO time first. Secrets handed to the logger never reach the output. */
+/**
+ * One line per event on stderr, ISO time first. Secrets handed to the logger never reach the output
+ * (the array is read on every line, so secrets pushed onto it later are hidden too).
+ */
 export type LogLevel = "info" | "debug";
 
 export interface Logger {
@@ -13,10 +16,10 @@ export function createLogger(
   secrets: readonly string[] = [],
   write: (line: string) => void = (line) => void process.stderr.write(line),
 ): Logger {
-  const hidden = secrets.filter((s) => s.length > 0);
+  // Read on every line: a caller may add a secret later (a renewed agent token).
   const emit = (tag: string, message: string) => {
     let text = message.replace(/[\r\n]+/g, " ");
-    for (const secret of hidden) text = text.split(secret).join("[redacted]");
+    for (const secret of secrets) if (secret.length > 0) text = text.split(secret).join("[redacted]");
     write(`${new Date().toISOString()} ${tag} ${text}\n`);
   };
   return {

@@ -20,11 +20,25 @@ Options:
   --capabilities a,b     place it on a provider host that has these capabilities
   --keep                 keep the child when this environment is stopped or archived
   --close NAME           archive a child of this environment (and everything below it)
-  --endpoint-file PATH   the agent's endpoint file, when ${FORWARD_URL_ENV} and ${FORWARD_SECRET_ENV} are not set
+  --endpoint-file PATH   the agent's endpoint file (<state file>.endpoint.json), when ${FORWARD_URL_ENV}
+                         and ${FORWARD_SECRET_ENV} are not set
   -h, --help             print this help
 
-The environment needs the spawn scope (PUT /v1/environments/{env}/spawn, by an admin): outside it the
-answer is 403, at its limits (maxChildren, maxDepth) 409. Exit codes: 0 done, 1 refused, 2 bad usage.
+How: through the agent's local endpoint (127.0.0.1, its secret), which passes POST /children and
+DELETE /children/{child} on to the control plane with the agent token; this command never sees the
+token. The same two requests can be sent to the endpoint directly.
+
+The environment needs the spawn scope, carried by its agent token: an admin grants it with
+PUT /v1/environments/{env}/spawn, and the control plane hands the connected agent a token that
+carries it. Without it, or once it is withdrawn or replaced, the answer is 403; outside its providers
+or capabilities 403; at its limits 409 (children_limit: maxChildren, depth_limit: maxDepth).
+
+Examples:
+  outpost-agent spawn --name kid-1 --provider local
+  outpost-agent exec --target kid-1 -- make test      # once kid-1's gateway accepts this environment
+  outpost-agent spawn --close kid-1
+
+Exit codes: 0 done, 1 refused (status and reason on stderr), 2 bad usage.
 `;
 
 export async function spawnMain(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {

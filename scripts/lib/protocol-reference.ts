@@ -62,6 +62,7 @@ const OPERATIONS: Record<string, string> = {
   "run.start": "Start a long-lived run; its output follows as run.output, its end as run.exit.",
   "run.cancel": "SIGTERM to a run's process group.",
   shutdown: "The environment is stopping: reply, end the work, exit.",
+  "token.renew": "The control plane issued this agent a new token (same generation, a changed spawn scope): use it from now on for the local endpoint.",
   "snapshot.take": "Record the workspace in the shadow repository.",
   "snapshot.bundle": "Write a git bundle of a snapshot.",
   "snapshot.read": "Stream a bundle out as chunks.",

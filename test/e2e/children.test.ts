@@ -10,9 +10,11 @@ import { AGENT_BUNDLE, type AgentProcess } from "../../scripts/lib/agent-process
 import { exitWithin, startHarness, unlessExited, type Harness } from "./helpers.js";
 
 let h: Harness;
+let parentId: string;
 beforeAll(async () => {
   h = await startHarness();
   const created = await h.admin.createEnvironment({ name: "parent", provider: "local" });
+  parentId = created.environment.id;
   const { workspace } = await h.workspace();
   const agent = h.agent({ token: created.agentToken, workspace });
   await h.admin.waitForEnvironment("parent", (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
@@ -26,7 +28,10 @@ const inside = (args: string[]) => h.admin.exec("parent", { command: [process.ex
 describe("a parent environment and its children", () => {
   it("spawns two children from inside, chains work to them, is held to its limit, and takes them along when archived", async () => {
     expect((await inside(["spawn", "--name", "kid-0", "--provider", "local"])).stderr).toMatch(/403: .*no spawn scope/);
-    expect((await h.admin.request("PUT", "/v1/environments/parent/spawn", { json: { spawn: { maxChildren: 2, providers: ["local"] } } })).status).toBe(200);
+    const granted = await h.admin.request("PUT", "/v1/environments/parent/spawn", { json: { spawn: { maxChildren: 2, providers: ["local"] } } });
+    expect(granted.status).toBe(200);
+    // The running agent was handed the token that carries the scope over its link; nobody restarts it.
+    expect(((await granted.json()) as { delivered: boolean }).delivered).toBe(true);
     const kids: Array<{ id: string; name: string; workspace: string; agent: AgentProcess }> = [];
     for (const name of ["kid-1", "kid-2"]) {
       const r = await inside(["spawn", "--name", name, "--provider", "local"]);
@@ -48,11 +53,15 @@ describe("a parent environment and its children", () => {
 
     const tree = (await (await h.admin.request("GET", "/v1/environments/parent/children")).json()) as { tree: { children: Array<{ name: string }> } };
     expect(tree.tree.children.map((c) => c.name).sort()).toEqual(["kid-1", "kid-2"]);
+    for (const k of kids) expect((await h.admin.getEnvironment(k.id)).parent).toMatchObject({ name: "parent" });
 
     expect((await h.admin.request("DELETE", "/v1/environments/parent")).status).toBe(200);
     for (const k of kids) {
       expect((await h.admin.getEnvironment(k.id)).state).toBe("archived");
       expect((await exitWithin(k.agent, 15_000)).code).toBe(3); // told its environment is archived
     }
+    const types = async (env: string) => ((await (await h.admin.request("GET", `/v1/environments/${env}/events?limit=500`)).json()) as { events: Array<{ type: string }> }).events.map((e) => e.type);
+    expect(await types(parentId)).toEqual(expect.arrayContaining(["spawn.granted", "agent.token_renewed", "child.spawned", "child.archived"]));
+    for (const k of kids) expect(await types(k.id)).toEqual(expect.arrayContaining(["environment.spawned_by", "parent.archived"]));
   });
 });

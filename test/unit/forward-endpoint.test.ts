@@ -1,3 +1,5 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdtempSync, readFileSync, statSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,6 +39,36 @@ describe("the agent's forward endpoint", () => {
   it("turns the agent's URL into the control plane's HTTP base", () => {
     expect(httpBase("wss://outpost.example.com/")).toBe("https://outpost.example.com");
     expect(httpBase("http://127.0.0.1:8787")).toBe("http://127.0.0.1:8787");
+  });
+
+  it("passes spawn and close on to the control plane with the agent token, the renewed one once set", async () => {
+    // A recorder in the control plane's place: what the endpoint sends on is what this test checks.
+    const seen: Array<{ method: string; url: string; auth: string; body: string }> = [];
+    const plane = http.createServer((req, res) => {
+      let body = "";
+      req.on("data", (d: Buffer) => (body += d.toString()));
+      req.on("end", () => {
+        seen.push({ method: req.method!, url: req.url!, auth: req.headers.authorization ?? "", body });
+        res.writeHead(req.method === "POST" ? 201 : 200, { "content-type": "application/json" }).end(`{"ok":true}`);
+      });
+    });
+    await new Promise<void>((r) => plane.listen(0, "127.0.0.1", r));
+    const port = (plane.address() as AddressInfo).port;
+    const local = await startForwardEndpoint({ controlUrl: `http://127.0.0.1:${port}`, environmentId: "env_p", token: "old-token", log: silentLogger });
+    try {
+      const auth = { authorization: `Bearer ${local.secret}` };
+      expect((await fetch(`${local.url}/children`, { method: "POST", headers: auth, body: `{"name":"kid"}` })).status).toBe(201);
+      local.setToken("renewed-token");
+      expect((await fetch(`${local.url}/children/kid`, { method: "DELETE", headers: auth })).status).toBe(200);
+      expect((await fetch(`${local.url}/children/kid`, { method: "DELETE" })).status).toBe(401);
+      expect(seen).toEqual([
+        { method: "POST", url: "/v1/environments/env_p/children", auth: "Bearer old-token", body: `{"name":"kid"}` },
+        { method: "DELETE", url: "/v1/environments/env_p/children/kid", auth: "Bearer renewed-token", body: "" },
+      ]);
+    } finally {
+      await local.close();
+      plane.close();
+    }
   });
 
   it("removes its file when closed", async () => {

@@ -5,6 +5,12 @@ import { call, createEnvironment, eventually, expectProblem, TestAgent, userToke
 type Created = { environment: { id: string; name: string; state: string }; agentToken: string };
 const spawn = (token: string, parent: string, body: unknown) => call("POST", `/v1/environments/${parent}/children`, { token, json: body });
 const stateOf = async (token: string, id: string) => ((await (await call("GET", `/v1/environments/${id}`, { token })).json()) as { environment: { state: string } }).environment.state;
+/** Grants the scope (admin); answers the agent token that carries it (no agent is connected here). */
+const grant = async (token: string, env: string, scope: unknown): Promise<string> => {
+  const res = await call("PUT", `/v1/environments/${env}/spawn`, { token, json: { spawn: scope } });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { agentToken: string }).agentToken;
+};
 const eventTypes = async (token: string, env: string) => ((await (await call("GET", `/v1/environments/${env}/events`, { token })).json()) as { events: Array<{ type: string }> }).events.map((e) => e.type);
 
 describe("hierarchical environments", () => {
@@ -16,7 +22,9 @@ describe("hierarchical environments", () => {
     const operator = await userToken({ org: "tree-1", role: "operator" });
     await expectProblem(await call("PUT", `/v1/environments/parent/spawn`, { token: operator, json: { spawn: { maxChildren: 2 } } }), 403, "forbidden");
     const granted = await call("PUT", `/v1/environments/parent/spawn`, { token, json: { spawn: { maxChildren: 2, maxDepth: 2, providers: ["local"] } } });
-    expect(await granted.json()).toEqual({ spawn: { maxChildren: 2, maxDepth: 2, providers: ["local"] } });
+    const answer = (await granted.json()) as { spawn: unknown; agentToken: string; delivered: boolean };
+    expect(answer).toEqual({ spawn: { maxChildren: 2, maxDepth: 2, providers: ["local"] }, agentToken: expect.any(String), delivered: false });
+    parent.agentToken = answer.agentToken;
 
     const one = await spawn(parent.agentToken, parent.environment.id, { name: "kid-1", provider: "local", spawn: { maxChildren: 1, maxDepth: 1 } });
     expect(one.status).toBe(201);
@@ -38,6 +46,12 @@ describe("hierarchical environments", () => {
     expect(tree.tree.children.map((c) => [c.name, c.keep, c.children.map((g) => g.name)]).sort()).toEqual([["kid-1", false, ["grandkid"]], ["kid-2", true, []]]);
     expect(await eventTypes(token, "parent")).toEqual(expect.arrayContaining(["spawn.granted", "child.spawned"]));
     expect(await eventTypes(token, "kid-1")).toEqual(expect.arrayContaining(["environment.spawned_by", "child.spawned"]));
+    // The child names its parent; the root has none.
+    const kid1Record = ((await (await call("GET", `/v1/environments/kid-1`, { token })).json()) as { environment: { parent: unknown } }).environment;
+    expect(kid1Record.parent).toEqual({ id: parent.environment.id, name: "parent" });
+    const grandRecord = ((await (await call("GET", `/v1/environments/grandkid`, { token })).json()) as { environment: { parent: unknown } }).environment;
+    expect(grandRecord.parent).toEqual({ id: kid1.environment.id, name: "kid-1" });
+    expect(((await (await call("GET", `/v1/environments/parent`, { token })).json()) as { environment: { parent: unknown } }).environment.parent).toBeNull();
 
     // Archiving the parent archives its children and theirs, but keeps a child spawned with keep.
     expect((await call("DELETE", `/v1/environments/parent`, { token })).status).toBe(200);
@@ -45,20 +59,24 @@ describe("hierarchical environments", () => {
     expect(await stateOf(token, grand.environment.id)).toBe("archived");
     expect(await stateOf(token, two.environment.id)).toBe("created");
     expect(await eventTypes(token, kid1.environment.id)).toContain("parent.archived");
+    expect(await eventTypes(token, grand.environment.id)).toContain("parent.archived");
     expect(await eventTypes(token, parent.environment.id)).toContain("child.archived");
+    expect(await eventTypes(token, kid1.environment.id)).toContain("child.archived"); // kid-1's own child went first
+    expect(await eventTypes(token, two.environment.id)).not.toContain("parent.archived");
   });
 
   it("a parent closes its own child, and only its own", async () => {
     const token = await userToken({ org: "tree-2" });
     const parent = await createEnvironment(token, "p");
     const other = await createEnvironment(token, "other");
-    await call("PUT", `/v1/environments/p/spawn`, { token, json: { spawn: {} } });
+    parent.agentToken = await grant(token, "p", {});
     const kid = (await (await spawn(parent.agentToken, parent.environment.id, { name: "k", provider: "local" })).json()) as Created;
     await expectProblem(await call("DELETE", `/v1/environments/${parent.environment.id}/children/other`, { token: parent.agentToken }), 404, "not_found");
     const closed = await call("DELETE", `/v1/environments/${parent.environment.id}/children/k`, { token: parent.agentToken });
     expect(closed.status).toBe(200);
     expect(await stateOf(token, kid.environment.id)).toBe("archived");
     expect(await eventTypes(token, "p")).toContain("child.closed");
+    expect(await eventTypes(token, kid.environment.id)).toEqual(expect.arrayContaining(["environment.spawned_by", "parent.closed"]));
     void other;
   });
 
@@ -66,7 +84,7 @@ describe("hierarchical environments", () => {
     const token = await userToken({ org: "tree-3" });
     const lifecycle = { stopTimeoutMs: 50 };
     const parent = (await (await call("POST", "/v1/environments", { token, json: { name: "p", provider: "local", lifecycle } })).json()) as Created;
-    await call("PUT", `/v1/environments/p/spawn`, { token, json: { spawn: {} } });
+    parent.agentToken = await grant(token, "p", {});
     const kid = (await (await spawn(parent.agentToken, parent.environment.id, { name: "k", provider: "local", lifecycle })).json()) as Created;
     for (const e of [parent, kid]) {
       const agent = await TestAgent.connect(e.environment.id, e.agentToken);

@@ -1,6 +1,6 @@
 import { Hono, type Context } from "hono";
 import { decodeJwt } from "jose";
-import { AUDIENCE, ForwardBody, Gateway, Routing } from "@outpost/protocol";
+import { AUDIENCE, ForwardBody, Gateway, Routing, type AgentClaims } from "@outpost/protocol";
 import { bearerToken, requireRole, verifyAgentToken, verifyUserToken, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
 import { collectForward } from "../forward-result.js";
@@ -57,7 +57,7 @@ async function target(c: Context<App>) {
 }
 
 /** Who forwards: an operator of the org, or the environment's own agent (its token names it). */
-export async function forwarder(c: Context<App>): Promise<{ org: string; id: string; agentGen?: number }> {
+export async function forwarder(c: Context<App>): Promise<{ org: string; id: string; agentGen?: number; agent?: AgentClaims }> {
   const token = bearerToken(c.req.raw);
   let audience: unknown;
   try {
@@ -69,7 +69,7 @@ export async function forwarder(c: Context<App>): Promise<{ org: string; id: str
   if (audience === AUDIENCE.agent) {
     const claims = await verifyAgentToken(c.env, token);
     if (claims.sub !== param) throw new HttpError(403, "forbidden", "An agent token may forward only from its own environment (use its id in the path).");
-    return { org: claims.org, id: claims.sub, agentGen: claims.gen };
+    return { org: claims.org, id: claims.sub, agentGen: claims.gen, agent: claims };
   }
   const user = await verifyUserToken(c.env, token);
   if (user.role === "viewer") throw new HttpError(403, "forbidden", "This action needs the 'operator' role; the token has 'viewer'.");

@@ -2,7 +2,8 @@ import { Hono } from "hono";
 import { SpawnBody, SpawnScopeBody } from "@outpost/protocol";
 import { requireRole, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
-import { cascade, isChildOf, setSpawnScope, spawnChild, spawnScope, tree } from "../children.js";
+import { cascade, isChildOf, spawnChild, spawnScope, tree } from "../children.js";
+import { recordSpawnScope, storedGrant } from "../spawn-scope.js";
 import { unwrap } from "../outcome.js";
 import { HttpError } from "../problem.js";
 import { environmentStub, resolveEnvironmentId } from "../stub.js";
@@ -17,16 +18,22 @@ export const children = new Hono<App>()
     const { org } = c.get("user");
     return c.json({ spawn: await spawnScope(c.env.DB, org, await resolveEnvironmentId(c.env, org, c.req.param("idOrName"))) });
   })
-  /** Grants (or withdraws, with null) the scope to spawn children. */
+  /**
+   * Grants (or withdraws, with null) the scope to spawn children. Every change is a new grant: the
+   * agent token carrying the old one can no longer spawn, and the connected agent is sent a token
+   * (same generation) that carries the new one; the answer carries it too.
+   */
   .put("/:idOrName/spawn", requireRole("admin"), async (c) => {
     const { spawn } = parseBody(SpawnScopeBody, await readJson(c.req.raw));
     const { org } = c.get("user");
     const id = await resolveEnvironmentId(c.env, org, c.req.param("idOrName"));
-    const environment = unwrap(await environmentStub(c.env, org, id).describe());
+    const stub = environmentStub(c.env, org, id);
+    const environment = unwrap(await stub.describe());
     if (environment.state === "archived") throw new HttpError(409, "invalid_state", `Environment '${environment.name}' is archived.`);
-    await setSpawnScope(c.env.DB, org, id, spawn);
-    await environmentStub(c.env, org, id).noteProviderEvent(spawn ? "spawn.granted" : "spawn.withdrawn", spawn ? { maxChildren: spawn.maxChildren, maxDepth: spawn.maxDepth } : {});
-    return c.json({ spawn });
+    const claim = await recordSpawnScope(c.env.DB, org, id, spawn);
+    await stub.noteProviderEvent(spawn ? "spawn.granted" : "spawn.withdrawn", spawn ? { maxChildren: claim!.maxChildren, maxDepth: claim!.maxDepth } : {});
+    const { agentToken, delivered } = unwrap(await stub.renewAgentToken(claim));
+    return c.json({ spawn: claim ? storedGrant(JSON.stringify(claim)) : null, agentToken, delivered });
   })
   /** The environment and every environment below it. */
   .get("/:idOrName/children", requireRole("viewer"), async (c) => {
@@ -39,16 +46,19 @@ export const children = new Hono<App>()
   .post("/:idOrName/children", async (c) => {
     const from = await forwarder(c);
     const body = parseBody(SpawnBody, await readJson(c.req.raw));
-    const child = await spawnChild(c.env, from.org, from.id, body, new URL(c.req.url).origin);
+    const child = await spawnChild(c.env, from.org, from.id, body, new URL(c.req.url).origin, from.agent ? { agent: from.agent } : { operator: true });
     return c.json(child, 201, { location: `/v1/environments/${child.environment.id}` });
   })
   /** Closes (archives) a child of this environment, and the children below it. */
   .delete("/:idOrName/children/:child", async (c) => {
     const from = await forwarder(c);
+    if (from.agent) unwrap(await environmentStub(c.env, from.org, from.id).checkAgentToken(from.agent.gen));
     const childId = await resolveEnvironmentId(c.env, from.org, c.req.param("child"));
     if (!(await isChildOf(c.env.DB, from.org, childId, from.id))) throw new HttpError(404, "not_found", `'${c.req.param("child")}' is not a child of this environment.`);
     await cascade(c.env, from.org, childId, "archive");
-    const environment = unwrap(await environmentStub(c.env, from.org, childId).archive());
+    const child = environmentStub(c.env, from.org, childId);
+    const environment = unwrap(await child.archive());
+    await child.noteProviderEvent("parent.closed", { parent: from.id, by: from.agent ? "agent" : "operator" });
     await environmentStub(c.env, from.org, from.id).noteProviderEvent("child.closed", { child: childId, name: environment.name });
     return c.json({ environment });
   });

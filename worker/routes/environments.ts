@@ -4,7 +4,8 @@ import { requireRole, signAgentToken, type AuthVars } from "../auth.js";
 import { createEnvironment } from "../create-environment.js";
 import type { Env } from "../env.js";
 import { listEnvironments } from "../environment-index.js";
-import { cascade } from "../children.js";
+import { cascade, parentOf } from "../children.js";
+import { currentSpawnClaim } from "../spawn-scope.js";
 import { unwrap } from "../outcome.js";
 import { environmentStub, resolveEnvironmentId } from "../stub.js";
 import { parseBody, readJson } from "../validate.js";
@@ -23,7 +24,8 @@ export const environments = new Hono<App>()
   })
   .get("/:idOrName", requireRole("viewer"), async (c) => {
     const stub = await target(c);
-    return c.json({ environment: unwrap(await stub.describe()) });
+    const environment = unwrap(await stub.describe());
+    return c.json({ environment: { ...environment, parent: await parentOf(c.env.DB, environment.org, environment.id) } });
   })
   .post("/:idOrName/start", requireRole("operator"), async (c) => c.json({ environment: unwrap(await (await target(c)).start()) }))
   .post("/:idOrName/stop", requireRole("operator"), async (c) => {
@@ -42,7 +44,8 @@ export const environments = new Hono<App>()
     const { org } = c.get("user");
     const id = await resolveEnvironmentId(c.env, org, c.req.param("idOrName"));
     const { gen } = unwrap(await environmentStub(c.env, org, id).rotateAgentToken());
-    return c.json({ agentToken: await signAgentToken(c.env, { sub: id, org, gen }), generation: gen }, 201);
+    const spawn = await currentSpawnClaim(c.env.DB, org, id); // the new token keeps the spawn scope
+    return c.json({ agentToken: await signAgentToken(c.env, { sub: id, org, gen, ...(spawn ? { spawn } : {}) }), generation: gen }, 201);
   });
 
 /** The Durable Object of `{idOrName}` in the caller's org. */

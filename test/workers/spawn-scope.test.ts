@@ -1,0 +1,112 @@
+/**
+ * The spawn scope is carried by the agent token (claim `spawn`): a token without it may not spawn
+ * whatever the index says, a token naming a withdrawn or replaced grant is refused at once, a
+ * rotated token keeps the scope, and a connected agent is handed the new token over its link.
+ */
+import { env } from "cloudflare:test";
+import { decodeJwt, SignJWT } from "jose";
+import { describe, expect, it } from "vitest";
+import { AUDIENCE, TOKEN_ISSUER } from "@outpost/protocol";
+import { call, createEnvironment, expectProblem, TestAgent, userToken } from "./helpers.js";
+
+type Created = { environment: { id: string; name: string }; agentToken: string };
+const spawn = (token: string, parent: string, body: unknown) => call("POST", `/v1/environments/${parent}/children`, { token, json: body });
+const put = async (token: string, name: string, scope: unknown) => {
+  const res = await call("PUT", `/v1/environments/${name}/spawn`, { token, json: { spawn: scope } });
+  expect(res.status).toBe(200);
+  return (await res.json()) as { spawn: unknown; agentToken: string; delivered: boolean };
+};
+const events = async (token: string, name: string) => ((await (await call("GET", `/v1/environments/${name}/events`, { token })).json()) as { events: Array<{ type: string; data: Record<string, unknown> }> }).events;
+
+describe("the spawn scope on the agent token", () => {
+  it("is required on the token, follows every change of the grant at once, and survives a rotation", async () => {
+    const admin = await userToken({ org: "scope-1" });
+    const parent = await createEnvironment(admin, "parent");
+    expect(decodeJwt(parent.agentToken).spawn).toBeUndefined();
+
+    const granted = await put(admin, "parent", { maxChildren: 3, providers: ["local"] });
+    expect(granted).toMatchObject({ spawn: { maxChildren: 3, maxDepth: 1, providers: ["local"] }, delivered: false });
+    const claim = decodeJwt(granted.agentToken).spawn as { grant: string; maxChildren: number };
+    expect(claim).toMatchObject({ maxChildren: 3, maxDepth: 1, providers: ["local"], grant: expect.stringMatching(/^sg_/) });
+    expect(decodeJwt(granted.agentToken).gen).toBe(decodeJwt(parent.agentToken).gen); // same generation: the old token still connects
+
+    // The index grants the scope, but the token presented does not carry it.
+    const bare = await expectProblem(await spawn(parent.agentToken, parent.environment.id, { name: "kid-0", provider: "local" }), 403, "forbidden");
+    expect(bare.detail).toMatch(/carries no spawn scope/);
+    expect(((await spawn(granted.agentToken, parent.environment.id, { name: "kid-1", provider: "local" })).status)).toBe(201);
+
+    // A changed grant is a new grant: the token carrying the old one is refused, the new one works.
+    const changed = await put(admin, "parent", { maxChildren: 2, providers: ["local"] });
+    expect((decodeJwt(changed.agentToken).spawn as { grant: string }).grant).not.toBe(claim.grant);
+    const stale = await expectProblem(await spawn(granted.agentToken, parent.environment.id, { name: "kid-2", provider: "local" }), 403, "forbidden");
+    expect(stale.detail).toMatch(/withdrawn or replaced/);
+    expect((await spawn(changed.agentToken, parent.environment.id, { name: "kid-2", provider: "local" })).status).toBe(201);
+    const full = await expectProblem(await spawn(changed.agentToken, parent.environment.id, { name: "kid-3", provider: "local" }), 409, "children_limit");
+    expect(full.detail).toMatch(/maxChildren 2/);
+
+    // Rotating the agent token keeps the scope; the rotated-out token may no longer spawn.
+    const rotated = (await (await call("POST", "/v1/environments/parent/agent-token", { token: admin })).json()) as { agentToken: string };
+    expect((decodeJwt(rotated.agentToken).spawn as { grant: string }).grant).toBe((decodeJwt(changed.agentToken).spawn as { grant: string }).grant);
+    await expectProblem(await call("DELETE", `/v1/environments/${parent.environment.id}/children/kid-2`, { token: changed.agentToken }), 401, "unauthorized");
+    await expectProblem(await spawn(changed.agentToken, parent.environment.id, { name: "kid-4", provider: "local" }), 401, "unauthorized");
+    expect((await call("DELETE", `/v1/environments/${parent.environment.id}/children/kid-2`, { token: rotated.agentToken })).status).toBe(200);
+
+    // Withdrawn: refused at once, whatever token the agent still holds.
+    const withdrawn = await put(admin, "parent", null);
+    expect(withdrawn.spawn).toBeNull();
+    expect(decodeJwt(withdrawn.agentToken).spawn).toBeUndefined();
+    await expectProblem(await spawn(rotated.agentToken, parent.environment.id, { name: "kid-5", provider: "local" }), 403, "forbidden");
+    await expectProblem(await spawn(withdrawn.agentToken, parent.environment.id, { name: "kid-5", provider: "local" }), 403, "forbidden");
+    const types = (await events(admin, "parent")).map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(["spawn.granted", "spawn.withdrawn", "agent.token_renewed", "child.spawned", "child.closed"]));
+  });
+
+  it("a token signed with a scope the environment was never granted is refused", async () => {
+    const admin = await userToken({ org: "scope-2" });
+    const parent = await createEnvironment(admin, "p");
+    const forged = await new SignJWT({ org: "scope-2", gen: 1, spawn: { maxChildren: 9, maxDepth: 1, grant: "sg_madeupgrant0" } })
+      .setProtectedHeader({ alg: "HS256" })
+      .setIssuer(TOKEN_ISSUER)
+      .setAudience(AUDIENCE.agent)
+      .setSubject(parent.environment.id)
+      .sign(new TextEncoder().encode(env.OUTPOST_JWT_SECRET));
+    await expectProblem(await spawn(forged, parent.environment.id, { name: "k", provider: "local" }), 403, "forbidden");
+    await put(admin, "p", {});
+    await expectProblem(await spawn(forged, parent.environment.id, { name: "k", provider: "local" }), 403, "forbidden");
+  });
+
+  it("a spawned child's token carries the scope it was given, within its parent's", async () => {
+    const admin = await userToken({ org: "scope-3" });
+    await createEnvironment(admin, "root");
+    const { agentToken } = await put(admin, "root", { maxChildren: 2, maxDepth: 2 });
+    const root = decodeJwt(agentToken).sub!;
+    const plain = (await (await spawn(agentToken, root, { name: "plain", provider: "local" })).json()) as Created;
+    expect(decodeJwt(plain.agentToken).spawn).toBeUndefined();
+    await expectProblem(await spawn(plain.agentToken, plain.environment.id, { name: "x", provider: "local" }), 403, "forbidden");
+    const able = (await (await spawn(agentToken, root, { name: "able", provider: "local", spawn: { maxChildren: 1 } })).json()) as Created;
+    expect(decodeJwt(able.agentToken).spawn).toMatchObject({ maxChildren: 1, maxDepth: 1 });
+    expect((await spawn(able.agentToken, able.environment.id, { name: "grand", provider: "local" })).status).toBe(201);
+    const deep = await expectProblem(await spawn(able.agentToken, able.environment.id, { name: "grand-2", provider: "local", spawn: { maxChildren: 1 } }), 409, "depth_limit");
+    expect(deep.detail).toMatch(/maxDepth 1/);
+  });
+
+  it("a connected agent is handed the token that carries the new scope over its link", async () => {
+    const admin = await userToken({ org: "scope-4" });
+    const parent = await createEnvironment(admin, "linked");
+    const agent = await TestAgent.connect(parent.environment.id, parent.agentToken);
+    agent.hello();
+    await agent.next("welcome");
+    const answer = put(admin, "linked", { maxChildren: 1 });
+    const req = (await agent.next("request")) as { id: string; op: string; params: { token: string } };
+    expect(req.op).toBe("token.renew");
+    agent.send({ v: 1, kind: "reply", seq: 1, re: req.id, ok: true, result: {} });
+    const granted = await answer;
+    expect(granted.delivered).toBe(true);
+    expect(req.params.token).toBe(granted.agentToken);
+    expect((await spawn(req.params.token, parent.environment.id, { name: "k", provider: "local" })).status).toBe(201);
+    const renewed = (await events(admin, "linked")).find((e) => e.type === "agent.token_renewed");
+    expect(renewed?.data).toEqual({ gen: 1, spawn: true, delivered: true });
+    expect(JSON.stringify(await events(admin, "linked"))).not.toContain(granted.agentToken); // no token in the log
+    expect(agent.closed).toBeNull(); // the link stays up: the old token is still this environment's
+  });
+});
