@@ -428,7 +428,7 @@ export class Client {
     return (await this.call(SpawnScope, "GET", `${env(idOrName)}/spawn`)).spawn;
   }
 
-  /** Grants the scope (maxChildren, maxDepth, providers, capabilities), or withdraws it with null (admin). */
+  /** Grants the scope (maxChildren, maxDepth, providers, capabilities), or withdraws it with null (admin); the connected agent is handed a token that carries it. */
   async setSpawnScope(idOrName: string, spawn: z.input<typeof SpawnGrant> | null) {
     return (await this.call(SpawnScope, "PUT", `${env(idOrName)}/spawn`, { json: { spawn } })).spawn;
   }
