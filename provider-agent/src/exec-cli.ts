@@ -14,6 +14,7 @@ const USAGE = `outpost-agent exec: run a command in another environment, from in
 
 Usage:
   outpost-agent exec [--target ENV | --route ENV,ENV,... | --targets ENV,ENV,...] [options] -- COMMAND [ARG...]
+  outpost-agent exec [--target ENV | ...] --type TYPE --payload JSON
 
 Where it runs (an environment id or name, or capability:NAME for any environment that offers it):
   --target ENV         one environment (its own rules may send the work further)
@@ -22,6 +23,7 @@ Where it runs (an environment id or name, or capability:NAME for any environment
   (none)               this environment's routing rules decide
 Options:
   --type TYPE          the request type the rules match (default exec; e.g. inference:generate)
+  --payload JSON       instead of a command: input for the destination's handler of --type (a custom type)
   --cwd DIR            working directory, relative to the target's workspace
   --timeout-ms MS      the command's deadline
   --endpoint-file PATH the agent's endpoint file, when ${FORWARD_URL_ENV} and ${FORWARD_SECRET_ENV} are not set
@@ -51,6 +53,7 @@ export async function execMain(argv: string[], env: NodeJS.ProcessEnv): Promise<
         route: { type: "string" },
         targets: { type: "string" },
         type: { type: "string" },
+        payload: { type: "string" },
         cwd: { type: "string" },
         "timeout-ms": { type: "string" },
         "endpoint-file": { type: "string" },
@@ -64,7 +67,16 @@ export async function execMain(argv: string[], env: NodeJS.ProcessEnv): Promise<
     process.stdout.write(USAGE);
     return 0;
   }
-  if (command.length === 0) return usage("give the command after --");
+  let payload: unknown;
+  if (values.payload !== undefined) {
+    if (command.length > 0) return usage("give either --payload or a command after --, not both");
+    if (!values.type) return usage("--payload needs --type (the custom request type whose handler takes it)");
+    try {
+      payload = JSON.parse(values.payload);
+    } catch {
+      return usage("--payload must be JSON");
+    }
+  } else if (command.length === 0) return usage("give the command after --");
   if ([values.target, values.route, values.targets].filter((v) => v !== undefined).length > 1) return usage("give at most one of --target, --route, --targets");
   let endpoint = { url: env[FORWARD_URL_ENV], secret: env[FORWARD_SECRET_ENV] };
   if (values["endpoint-file"]) {
@@ -78,7 +90,7 @@ export async function execMain(argv: string[], env: NodeJS.ProcessEnv): Promise<
   const timeoutMs = values["timeout-ms"] !== undefined ? Number(values["timeout-ms"]) : undefined;
   if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs <= 0)) return usage("--timeout-ms must be a positive whole number");
   const body = {
-    exec: { command, ...(values.cwd ? { cwd: values.cwd } : {}), ...(timeoutMs ? { timeoutMs } : {}) },
+    ...(values.payload !== undefined ? { payload } : { exec: { command, ...(values.cwd ? { cwd: values.cwd } : {}), ...(timeoutMs ? { timeoutMs } : {}) } }),
     ...(values.type ? { type: values.type } : {}),
     ...(values.target ? { target: target(values.target) } : {}),
     ...(values.route ? { route: list(values.route) } : {}),

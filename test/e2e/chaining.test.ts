@@ -118,6 +118,9 @@ describe("execution chaining between real agents", () => {
     const none = await expectProblem(await forward("a", { type: "inference:generate", payload, target: "c" }), 404, "not_found");
     expect(none.detail).toBe("Hop 'c' has no handler for request type 'inference:generate' (its gateway declares none).");
     await expectProblem(await forward("a", { type: "exec", payload, target: "d" }), 400, "bad_request");
+    // From inside a, through its agent's endpoint.
+    const inside = await h.admin.exec("a", { command: [process.execPath, AGENT_BUNDLE, "exec", "--type", "inference:generate", "--payload", JSON.stringify(payload), "--target", "d"], timeoutMs: 30_000 });
+    expect(inside).toMatchObject({ exitCode: 0, stdout: expected("a") });
   });
 
   it("cancel at the origin kills the process at the leaf", async () => {
