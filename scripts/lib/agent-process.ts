@@ -44,6 +44,8 @@ export interface AgentOptions {
   env?: NodeJS.ProcessEnv;
   /** Each line the agent logs (it logs to stderr). */
   onLine?: (line: string) => void;
+  /** A command that runs the agent (e.g. ["prlimit", "--fsize=N", "--"]); it must exec it in place. */
+  wrapper?: string[];
 }
 
 /** A running agent; stop() sends SIGTERM (the agent's documented clean shutdown, exit code 0). */
@@ -57,5 +59,6 @@ export function spawnAgent(o: AgentOptions): AgentProcess {
   delete env.OUTPOST_WORKSPACE;
   if (o.tokenVia === "flag") args.push("--token", o.token);
   else env.OUTPOST_AGENT_TOKEN = o.token;
-  return spawnGroup(process.execPath, args, { cwd: ROOT, env, onLine: o.onLine ? (line) => o.onLine?.(line) : undefined });
+  const [file, ...argv] = [...(o.wrapper ?? []), process.execPath, ...args] as [string, ...string[]];
+  return spawnGroup(file, argv, { cwd: ROOT, env, onLine: o.onLine ? (line) => o.onLine?.(line) : undefined });
 }
