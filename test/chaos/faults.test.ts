@@ -324,6 +324,7 @@ describe("a watcher that never reads", () => {
         }
       }
     })();
+    following.catch(() => undefined); // awaited below; a failure meanwhile is not an unhandled rejection
     const lines = FULL ? 4000 : 1500;
     const pad = "x".repeat(1000);
     const runId = await startRun(e.id, `i=0; while [ $i -lt ${lines} ]; do i=$((i+1)); echo "w-$i ${pad}"; done`);
