@@ -3,9 +3,9 @@
  * agent's local forward endpoint. Output streams to this process's stdout and stderr; the exit
  * code is the remote command's. Ctrl-C (SIGINT) or SIGTERM cancels it at every hop.
  */
-import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
+import { parseFlags, usageError } from "./cli-flags.js";
 import { FORWARD_SECRET_ENV, FORWARD_URL_ENV } from "./forward-endpoint.js";
+import { findLocalEndpoint, refusalDetail } from "./local-endpoint.js";
 
 /** Exit codes of `outpost-agent exec` besides the remote command's own. */
 export const EXEC_EXIT = { usage: 2, refused: 125 } as const;
@@ -42,27 +42,19 @@ export async function execMain(argv: string[], env: NodeJS.ProcessEnv): Promise<
   const dash = argv.indexOf("--");
   const flags = dash >= 0 ? argv.slice(0, dash) : argv;
   const command = dash >= 0 ? argv.slice(dash + 1) : [];
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: flags,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        target: { type: "string" },
-        route: { type: "string" },
-        targets: { type: "string" },
-        type: { type: "string" },
-        payload: { type: "string" },
-        cwd: { type: "string" },
-        "timeout-ms": { type: "string" },
-        "endpoint-file": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (err) {
-    return usage(err instanceof Error ? err.message : String(err));
-  }
+  const parsed = parseFlags(flags, {
+    target: { type: "string" },
+    route: { type: "string" },
+    targets: { type: "string" },
+    type: { type: "string" },
+    payload: { type: "string" },
+    cwd: { type: "string" },
+    "timeout-ms": { type: "string" },
+    "endpoint-file": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (!parsed.ok) return usage(parsed.error);
+  const { values } = parsed;
   if (values.help) {
     process.stdout.write(USAGE);
     return 0;
@@ -78,15 +70,8 @@ export async function execMain(argv: string[], env: NodeJS.ProcessEnv): Promise<
     }
   } else if (command.length === 0) return usage("give the command after --");
   if ([values.target, values.route, values.targets].filter((v) => v !== undefined).length > 1) return usage("give at most one of --target, --route, --targets");
-  let endpoint = { url: env[FORWARD_URL_ENV], secret: env[FORWARD_SECRET_ENV] };
-  if (values["endpoint-file"]) {
-    try {
-      endpoint = JSON.parse(readFileSync(values["endpoint-file"], "utf8")) as typeof endpoint;
-    } catch (err) {
-      return usage(`cannot read ${values["endpoint-file"]}: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-  if (!endpoint.url || !endpoint.secret) return usage(`no forward endpoint: run inside an environment served by outpost-agent (${FORWARD_URL_ENV}, ${FORWARD_SECRET_ENV}) or pass --endpoint-file`);
+  const endpoint = findLocalEndpoint(env, values["endpoint-file"]);
+  if ("error" in endpoint) return usage(endpoint.error);
   const timeoutMs = values["timeout-ms"] !== undefined ? Number(values["timeout-ms"]) : undefined;
   if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs <= 0)) return usage("--timeout-ms must be a positive whole number");
   const body = {
@@ -99,8 +84,7 @@ export async function execMain(argv: string[], env: NodeJS.ProcessEnv): Promise<
   const auth = { authorization: `Bearer ${endpoint.secret}` };
   const res = await fetch(`${endpoint.url}/forward`, { method: "POST", headers: { ...auth, "content-type": "application/json", accept: "application/x-ndjson" }, body: JSON.stringify(body) });
   if (!res.ok || !res.body) {
-    const problem = (await res.json().catch(() => ({}))) as { detail?: string };
-    process.stderr.write(`outpost-agent exec: ${problem.detail ?? `the forward endpoint answered ${res.status}`}\n`);
+    process.stderr.write(`outpost-agent exec: ${refusalDetail(res.status, await res.text())}\n`);
     return EXEC_EXIT.refused;
   }
   let forwardId: string | null = null;
@@ -139,10 +123,7 @@ export async function execMain(argv: string[], env: NodeJS.ProcessEnv): Promise<
   return code;
 }
 
-function usage(message: string): number {
-  process.stderr.write(`outpost-agent exec: ${message}\nRun 'outpost-agent exec --help' for usage.\n`);
-  return EXEC_EXIT.usage;
-}
+const usage = usageError("outpost-agent exec", EXEC_EXIT.usage);
 
 function prefixLines(tag: string, text: string): string {
   return text.replace(/^(?=.)/gm, tag);

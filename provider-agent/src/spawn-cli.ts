@@ -3,9 +3,9 @@
  * environment (printing `{ environment, agentToken }` as JSON) or close one, through the agent's
  * local endpoint.
  */
-import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
+import { parseFlags, usageError } from "./cli-flags.js";
 import { FORWARD_SECRET_ENV, FORWARD_URL_ENV } from "./forward-endpoint.js";
+import { findLocalEndpoint, refusalDetail } from "./local-endpoint.js";
 
 const USAGE = `outpost-agent spawn: create or close a child of this environment, from inside it.
 
@@ -42,39 +42,24 @@ Exit codes: 0 done, 1 refused (status and reason on stderr), 2 bad usage.
 `;
 
 export async function spawnMain(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        name: { type: "string" },
-        provider: { type: "string" },
-        capabilities: { type: "string" },
-        keep: { type: "boolean" },
-        close: { type: "string" },
-        "endpoint-file": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (err) {
-    return usage(err instanceof Error ? err.message : String(err));
-  }
+  const parsed = parseFlags(argv, {
+    name: { type: "string" },
+    provider: { type: "string" },
+    capabilities: { type: "string" },
+    keep: { type: "boolean" },
+    close: { type: "string" },
+    "endpoint-file": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (!parsed.ok) return usage(parsed.error);
+  const { values } = parsed;
   if (values.help) {
     process.stdout.write(USAGE);
     return 0;
   }
   if (!values.name === !values.close) return usage("give --name to spawn a child, or --close NAME to close one");
-  let endpoint = { url: env[FORWARD_URL_ENV], secret: env[FORWARD_SECRET_ENV] };
-  if (values["endpoint-file"]) {
-    try {
-      endpoint = JSON.parse(readFileSync(values["endpoint-file"], "utf8")) as typeof endpoint;
-    } catch (err) {
-      return usage(`cannot read ${values["endpoint-file"]}: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-  if (!endpoint.url || !endpoint.secret) return usage(`no endpoint: run inside an environment served by outpost-agent (${FORWARD_URL_ENV}, ${FORWARD_SECRET_ENV}) or pass --endpoint-file`);
+  const endpoint = findLocalEndpoint(env, values["endpoint-file"]);
+  if ("error" in endpoint) return usage(endpoint.error);
   const auth = { authorization: `Bearer ${endpoint.secret}` };
   const res = values.close
     ? await fetch(`${endpoint.url}/children/${encodeURIComponent(values.close)}`, { method: "DELETE", headers: auth })
@@ -90,20 +75,11 @@ export async function spawnMain(argv: string[], env: NodeJS.ProcessEnv): Promise
       });
   const text = await res.text();
   if (!res.ok) {
-    let detail = text;
-    try {
-      detail = (JSON.parse(text) as { detail?: string }).detail ?? text;
-    } catch {
-      // not JSON
-    }
-    process.stderr.write(`outpost-agent spawn: ${res.status}: ${detail}\n`);
+    process.stderr.write(`outpost-agent spawn: ${res.status}: ${refusalDetail(res.status, text)}\n`);
     return 1;
   }
   process.stdout.write(`${text.trim()}\n`);
   return 0;
 }
 
-function usage(message: string): number {
-  process.stderr.write(`outpost-agent spawn: ${message}\nRun 'outpost-agent spawn --help' for usage.\n`);
-  return 2;
-}
+const usage = usageError("outpost-agent spawn", 2);
