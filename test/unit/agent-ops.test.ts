@@ -9,31 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Agent, CAPABILITIES, helloFrame, type Outbound } from "../../provider-agent/src/agent.js";
 import { connectEndpoint } from "../../provider-agent/src/endpoint.js";
 import { Link } from "../../provider-agent/src/link.js";
-import { agentToken, sleep, tempDir, TestEdge, waitFor, type Frame } from "./helpers.js";
-
-class Recorder implements Outbound {
-  frames: AgentFrame[] = [];
-  send(frame: AgentFrame): boolean {
-    const parsed = parseAgentFrame(JSON.stringify(frame));
-    if (!parsed.ok) throw new Error(`agent sent an invalid frame: ${parsed.error}`);
-    this.frames.push(parsed.frame);
-    return true;
-  }
-  async sendPaced(frame: AgentFrame): Promise<void> {
-    this.send(frame);
-  }
-  of<K extends AgentFrame["kind"]>(kind: K, match: (f: Extract<AgentFrame, { kind: K }>) => boolean = () => true) {
-    return this.frames.filter((f): f is Extract<AgentFrame, { kind: K }> => f.kind === kind && match(f as Extract<AgentFrame, { kind: K }>));
-  }
-  reply(re: string) {
-    return waitFor(() => this.of("reply", (f) => f.re === re)[0], 10_000, `the reply to ${re}`);
-  }
-  async result(re: string): Promise<unknown> {
-    const r = await this.reply(re);
-    if (!r.ok) throw Object.assign(new Error(r.error.message), r.error);
-    return r.result;
-  }
-}
+import { FrameRecorder, agentToken, sleep, tempDir, TestEdge, waitFor, type Frame } from "./helpers.js";
 
 let base: { dir: string; cleanup: () => Promise<void> };
 let ws: string;
@@ -67,7 +43,7 @@ describe("agent dispatch of the new operations", () => {
   });
 
   it("streams exec output as chunk frames before a reply with empty output; shell only when asked", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const agent = newAgent(out);
     agent.handle(request("s", "exec", { command: ["echo out; echo err >&2; exit 2"], shell: true, stream: true }));
     const reply = await out.reply("s");
@@ -83,7 +59,7 @@ describe("agent dispatch of the new operations", () => {
   });
 
   it("runs the file tree operations with results as the protocol defines them", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const agent = newAgent(out);
     await writeFile(path.join(ws, "a.txt"), "alpha");
     const call = async (id: string, op: keyof typeof Ops, params: unknown) => {
@@ -108,7 +84,7 @@ describe("agent dispatch of the new operations", () => {
   });
 
   it("diffs against the base recorded when the agent started", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const agent = newAgent(out);
     await writeFile(path.join(ws, "f.txt"), "one\n");
     await agent.diffs.prepare();
@@ -121,7 +97,7 @@ describe("agent dispatch of the new operations", () => {
   });
 
   it("starts and cancels runs; shutdown stops them and their run.exit precedes the reply", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const agent = newAgent(out);
     agent.handle(request("s1", "run.start", { runId: "r1", command: ["sh", "-c", "cat; echo done"], message: "hi" }));
     expect(await out.result("s1")).toEqual({ pid: expect.any(Number) });

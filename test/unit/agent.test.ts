@@ -3,32 +3,12 @@ import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { CHUNK_BYTES, MAX_FRAME_BYTES, parseAgentFrame, type AgentFrame } from "@outpost/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Agent, fitExecResult, helloFrame, type Outbound } from "../../provider-agent/src/agent.js";
+import { Agent, fitExecResult, helloFrame } from "../../provider-agent/src/agent.js";
 import { ManualClock } from "../../provider-agent/src/clock.js";
 import { connectEndpoint } from "../../provider-agent/src/endpoint.js";
 import { toErrorInfo } from "../../provider-agent/src/errors.js";
 import { Link } from "../../provider-agent/src/link.js";
-import { agentToken, tempDir, TestEdge, waitFor } from "./helpers.js";
-
-/** Collects what the agent sends, checking every frame against the wire schema. */
-class Recorder implements Outbound {
-  frames: AgentFrame[] = [];
-  send(frame: AgentFrame): boolean {
-    const parsed = parseAgentFrame(JSON.stringify(frame));
-    if (!parsed.ok) throw new Error(`agent sent an invalid frame: ${parsed.error}`);
-    this.frames.push(parsed.frame);
-    return true;
-  }
-  async sendPaced(frame: AgentFrame): Promise<void> {
-    this.send(frame);
-  }
-  replies(re: string) {
-    return this.frames.filter((f) => f.kind === "reply" && f.re === re);
-  }
-  reply(re: string) {
-    return waitFor(() => this.replies(re)[0], 10_000, `the reply to ${re}`);
-  }
-}
+import { FrameRecorder, agentToken, tempDir, TestEdge, waitFor } from "./helpers.js";
 
 let base: { dir: string; cleanup: () => Promise<void> };
 let ws: string;
@@ -44,7 +24,7 @@ const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 describe("agent dispatch", () => {
   it("answers invalid params with bad_request, once", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const agent = new Agent({ workspace: ws, out });
     agent.handle(request("r1", "exec", { command: [] }));
     agent.handle(request("r2", "file.write", { path: "x" }));
@@ -55,13 +35,13 @@ describe("agent dispatch", () => {
   });
 
   it("runs exec and replies with its result", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     new Agent({ workspace: ws, out }).handle(request("r1", "exec", { command: ["sh", "-c", "echo out; echo err >&2; exit 3"] }));
     expect((await out.reply("r1")) as unknown).toMatchObject({ v: 1, kind: "reply", re: "r1", ok: true, result: { exitCode: 3, stdout: "out\n", stderr: "err\n" } });
   });
 
   it("maps service failures to structured errors", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const agent = new Agent({ workspace: ws, out });
     agent.handle(request("a", "exec", { command: ["outpost-no-such-program-xyz"] }));
     agent.handle(request("b", "file.read", { path: "../etc/passwd" }));
@@ -72,7 +52,7 @@ describe("agent dispatch", () => {
   });
 
   it("writes from chunk frames, reads back as chunk frames then the reply, and deletes", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const agent = new Agent({ workspace: ws, out });
     const bytes = randomBytes(CHUNK_BYTES * 2 + 99);
     agent.handle(request("w", "file.write", { path: "d/blob", size: bytes.length }));
@@ -97,7 +77,7 @@ describe("agent dispatch", () => {
   });
 
   it("cancel stops an exec and the request is answered exactly once", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const agent = new Agent({ workspace: ws, out });
     agent.handle(request("r1", "exec", { command: ["sleep", "30"] }));
     agent.handle({ v: 1, kind: "cancel", re: "r1" });
@@ -108,7 +88,7 @@ describe("agent dispatch", () => {
   });
 
   it("refuses a second request with an id that is in flight, without a second reply", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const agent = new Agent({ workspace: ws, out });
     agent.handle(request("dup", "file.write", { path: "f", size: 1 }));
     agent.handle(request("dup", "file.write", { path: "g", size: 1 }));
@@ -121,7 +101,7 @@ describe("agent dispatch", () => {
 
   it("a transfer times out after timeoutMs without progress, not after timeoutMs in total", async () => {
     const clock = new ManualClock();
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const agent = new Agent({ workspace: ws, out, clock });
     agent.handle(request("w", "file.write", { path: "slow.bin", size: 2 }, 1_000));
     clock.advance(600);
@@ -135,7 +115,7 @@ describe("agent dispatch", () => {
   });
 
   it("shutdown cancels everything in flight and still replies to each request", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const agent = new Agent({ workspace: ws, out });
     agent.handle(request("e", "exec", { command: ["sleep", "30"] }));
     agent.handle(request("w", "file.write", { path: "f", size: 10 }));
@@ -149,7 +129,7 @@ describe("agent dispatch", () => {
 
 describe("shutdown", () => {
   it("replies, cancels the rest, then asks the process to exit", async () => {
-    const out = new Recorder();
+    const out = new FrameRecorder();
     const reasons: string[] = [];
     const agent = new Agent({ workspace: ws, out, onShutdown: (reason) => void reasons.push(reason) });
     agent.handle(request("e", "exec", { command: ["sleep", "30"] }));

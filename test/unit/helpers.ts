@@ -5,7 +5,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { WebSocketServer, type WebSocket } from "ws";
-import { INITIAL_CREDIT } from "@outpost/protocol";
+import { INITIAL_CREDIT, parseAgentFrame, type AgentFrame } from "@outpost/protocol";
+import type { Outbound } from "../../provider-agent/src/agent.js";
 
 export async function tempDir(prefix = "outpost-unit-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), prefix));
@@ -285,5 +286,33 @@ export class TestEdge {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeAllConnections();
     await closed;
+  }
+}
+
+/** An agent's outbound that checks every frame against the protocol and keeps it, for tests of the agent's dispatch. */
+export class FrameRecorder implements Outbound {
+  frames: AgentFrame[] = [];
+  send(frame: AgentFrame): boolean {
+    const parsed = parseAgentFrame(JSON.stringify(frame));
+    if (!parsed.ok) throw new Error(`agent sent an invalid frame: ${parsed.error}`);
+    this.frames.push(parsed.frame);
+    return true;
+  }
+  async sendPaced(frame: AgentFrame): Promise<void> {
+    this.send(frame);
+  }
+  of<K extends AgentFrame["kind"]>(kind: K, match: (f: Extract<AgentFrame, { kind: K }>) => boolean = () => true) {
+    return this.frames.filter((f): f is Extract<AgentFrame, { kind: K }> => f.kind === kind && match(f as Extract<AgentFrame, { kind: K }>));
+  }
+  replies(re: string) {
+    return this.of("reply", (f) => f.re === re);
+  }
+  reply(re: string) {
+    return waitFor(() => this.replies(re)[0], 10_000, `the reply to ${re}`);
+  }
+  async result(re: string): Promise<unknown> {
+    const r = await this.reply(re);
+    if (!r.ok) throw Object.assign(new Error(r.error.message), r.error);
+    return r.result;
   }
 }

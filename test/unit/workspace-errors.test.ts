@@ -7,31 +7,18 @@
  */
 import { chmod, mkdir, realpath, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { parseAgentFrame, type AgentFrame } from "@outpost/protocol";
+import { type AgentFrame } from "@outpost/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Agent, type Outbound } from "../../provider-agent/src/agent.js";
+import { Agent } from "../../provider-agent/src/agent.js";
 import { AgentError } from "../../provider-agent/src/errors.js";
 import { confineError, relativeName, scrubRoots } from "../../provider-agent/src/workspace-errors.js";
-import { tempDir, waitFor } from "./helpers.js";
-
-class Recorder implements Outbound {
-  frames: AgentFrame[] = [];
-  send(frame: AgentFrame): boolean {
-    const parsed = parseAgentFrame(JSON.stringify(frame));
-    if (!parsed.ok) throw new Error(`agent sent an invalid frame: ${parsed.error}`);
-    this.frames.push(parsed.frame);
-    return true;
-  }
-  async sendPaced(frame: AgentFrame): Promise<void> {
-    this.send(frame);
-  }
-}
+import { FrameRecorder, tempDir, waitFor } from "./helpers.js";
 
 let base: { dir: string; cleanup: () => Promise<void> };
 let real: string;
 let ws: string;
 let agent: Agent;
-let out: Recorder;
+let out: FrameRecorder;
 let seq = 0;
 beforeEach(async () => {
   base = await tempDir("outpost-errors-");
@@ -43,7 +30,7 @@ beforeEach(async () => {
   await symlink(real, ws);
   await mkdir(path.join(base.dir, "outside"));
   await writeFile(path.join(base.dir, "outside", "secret.txt"), "secret");
-  out = new Recorder();
+  out = new FrameRecorder();
   agent = new Agent({ workspace: ws, out, diffBaseDir: path.join(base.dir, "state", "env-base") });
 });
 afterEach(async () => {
