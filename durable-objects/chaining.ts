@@ -252,19 +252,23 @@ export class Chaining {
       const out = new LineWriter<ForwardLine>();
       void (async () => {
         let watch: HopWatch | null = null;
-        for await (const line of readLines(started.value)) {
-          watch?.progress();
-          if (line.type === "started") {
-            const execId = String(line.execId);
-            this.track(req.forwardId, () => Promise.resolve(this.h.relay.cancelExec(execId)));
-            watch = this.watch(execId, req.trail.ackTimeoutMs);
-          } else if (line.type === "exit") await out.write({ ...(line as object), type: "exit", route } as ForwardLine);
-          else if (line.type === "error") await out.write({ type: "error", code: String(line.code), message: `Hop '${row.name}' failed: ${String(line.message)}`, hop: row.name, route });
-          else await out.write(line as ForwardLine);
+        try {
+          for await (const line of readLines(started.value)) {
+            watch?.progress();
+            if (line.type === "started") {
+              const execId = String(line.execId);
+              this.track(req.forwardId, () => Promise.resolve(this.h.relay.cancelExec(execId)));
+              watch = this.watch(execId, req.trail.ackTimeoutMs);
+            } else if (line.type === "exit") await out.write({ ...(line as object), type: "exit", route } as ForwardLine);
+            else if (line.type === "error") await out.write({ type: "error", code: String(line.code), message: `Hop '${row.name}' failed: ${String(line.message)}`, hop: row.name, route });
+            else await out.write(line as ForwardLine);
+          }
+        } finally {
+          // Whatever ends the stream, the hop's timer must not outlive it (it would keep the object awake).
+          watch?.stop();
+          this.inflight.delete(req.forwardId);
+          await out.close();
         }
-        watch?.stop();
-        this.inflight.delete(req.forwardId);
-        await out.close();
       })();
       return ok(out.readable);
     }

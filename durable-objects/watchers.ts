@@ -101,7 +101,10 @@ export class Watchers {
       const page = this.log().page(a.sent, Math.min(PAGE, room));
       for (const event of page.events) {
         const frame = JSON.stringify({ v: 1, kind: "event", event } satisfies EventFrame);
-        if (held.bytes > 0 && held.bytes + frame.length > WATCH_WINDOW.bytes) return void ws.serializeAttachment(a);
+        if (held.bytes > 0 && held.bytes + frame.length > WATCH_WINDOW.bytes) {
+          a.fullAt = this.now(); // full by bytes: the stall rule applies as it does to a full event window
+          return void ws.serializeAttachment(a);
+        }
         ws.send(frame);
         held.marks.push([event.seq, frame.length]);
         held.bytes += frame.length;
