@@ -39,14 +39,13 @@ async function verify(env: Env, token: string, audience: string, lifetime?: Toke
   try {
     ({ payload } = await jwtVerify(token, signingKey(env), { issuer: TOKEN_ISSUER, audience, algorithms: [ALG] }));
   } catch (e) {
-    const auth = INVALID;
-    if (e instanceof errors.JWTExpired) throw new HttpError(401, "unauthorized", "The token has expired; get a new one.", {}, auth);
+    if (e instanceof errors.JWTExpired) throw new HttpError(401, "unauthorized", "The token has expired; get a new one.", {}, INVALID);
     if (e instanceof errors.JWTClaimValidationFailed && e.claim === "aud") {
       throw new HttpError(403, "forbidden", `This route takes ${article(kindOf(audience))}; the token presented is of another kind.`);
     }
-    if (e instanceof errors.JWTClaimValidationFailed) throw new HttpError(401, "unauthorized", `The token was refused: ${e.message}.`, {}, auth);
+    if (e instanceof errors.JWTClaimValidationFailed) throw new HttpError(401, "unauthorized", `The token was refused: ${e.message}.`, {}, INVALID);
     if (e instanceof HttpError) throw e;
-    throw new HttpError(401, "unauthorized", "The token is malformed or its signature is invalid.", {}, auth);
+    throw new HttpError(401, "unauthorized", "The token is malformed or its signature is invalid.", {}, INVALID);
   }
   if (lifetime) checkLifetime(payload, audience, lifetime);
   return payload;

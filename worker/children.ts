@@ -36,7 +36,7 @@ export async function spawnScope(db: D1Database, org: string, id: string): Promi
 export type Spawner = { agent: AgentClaims } | { operator: true };
 
 /** Refuses an agent token without the spawn scope: checked before D1 or any object is touched. */
-export function requireSpawnClaim(by: Spawner): void {
+function requireSpawnClaim(by: Spawner): void {
   if ("agent" in by && !by.agent.spawn) {
     throw new HttpError(403, "forbidden", "This agent token carries no spawn scope: the environment may not spawn children (an admin grants it with PUT /v1/environments/{env}/spawn, which gives the agent a token that carries it).");
   }

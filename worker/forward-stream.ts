@@ -5,7 +5,7 @@
  * waitUntil, a blank line (which ndjson readers skip) goes out whenever the stream was quiet for
  * the keepalive interval, and a failed write cancels the forwarded request everywhere.
  */
-export const DEFAULT_KEEPALIVE_MS = 15_000;
+const DEFAULT_KEEPALIVE_MS = 15_000;
 
 export function streamToClient(
   stream: ReadableStream<Uint8Array>,

@@ -9,6 +9,7 @@ import { FileStat } from "./ops.js";
 import { ProviderOffer } from "./providers.js";
 import { TOKEN_LIFETIME } from "./token-lifetimes.js";
 import { ENVIRONMENT_ID } from "./tokens.js";
+import { WATCH_WINDOW } from "./watch.js";
 
 const HOST_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** Boolean query flags: `true`/`1` or `false`/`0`. */
@@ -31,7 +32,7 @@ export const EventStreamQuery = z.object({
   /** Replay at most the newest `tail` retained events (0: live ones only), still none at or before `after`. */
   tail: z.coerce.number().int().min(0).max(10_000).optional(),
   /** Flow control (watch.ts): the watcher acks, and wants at most this many unacknowledged events ahead. */
-  window: z.coerce.number().int().min(1).max(1000).optional(),
+  window: z.coerce.number().int().min(1).max(WATCH_WINDOW.events).optional(),
   access_token: z.string().optional(),
 });
 
