@@ -98,10 +98,8 @@ export const adminCommands: Command[] = [
     async run(ctx, [ref]) {
       ctx.about(ref!);
       const r = await ctx.client().rotateAgentToken(ref!);
-      print(ctx, r, () => {
-        ctx.note(`generation ${r.generation}; restart the environment's agent with this token`);
-        return r.agentToken;
-      });
+      print(ctx, r, () => r.agentToken);
+      if (!ctx.json) ctx.note(`generation ${r.generation}; restart the environment's agent with this token`);
     },
   },
   {

@@ -69,11 +69,9 @@ export const envCommands: Command[] = [
         requires: requires ? { capabilities: requires.split(",").filter(Boolean) } : undefined,
         host: str(v.host),
       });
-      print(ctx, created, () => {
-        const e = created.environment;
-        if (!e.host) ctx.note(`No host created it: start its agent with\n  npx outpost-agent --url ${ctx.config().url} --token <agent token> --workspace DIR`);
-        return `created ${e.name} (${e.id}): ${e.state}${e.host ? ` on host ${e.host}` : ""}\nagent token: ${created.agentToken}`;
-      });
+      const e = created.environment;
+      print(ctx, created, () => `created ${e.name} (${e.id}): ${e.state}${e.host ? ` on host ${e.host}` : ""}\nagent token: ${created.agentToken}`);
+      if (!ctx.json && !e.host) ctx.note(`No host created it: start its agent with\n  npx outpost-agent --url ${ctx.config().url} --token <agent token> --workspace DIR`);
     },
   },
   {

@@ -143,10 +143,10 @@ export const fileCommands: Command[] = [
       ctx.about(ref!);
       const r = await ctx.client().listFiles(ref!, path ?? ".", { recursive: v.recursive === true || undefined, maxEntries: integer(str(v.max), "--max", 1) });
       print(ctx, r, () => {
-        if (r.truncated) ctx.note("(truncated: give --max N for more)");
         const rows = r.entries.map((e) => ({ type: e.type === "directory" ? "dir" : e.type, size: e.type === "directory" ? "-" : bytes(e.size), modified: new Date(e.mtimeMs).toISOString().slice(0, 19).replace("T", " "), path: e.path }));
         return table(rows, ["type", "size", "modified", "path"]);
       });
+      if (!ctx.json && r.truncated) ctx.note("(truncated: give --max N for more)");
     },
   },
   {
