@@ -65,6 +65,10 @@ describe("the e2b fake", () => {
     expect((await fetch(`${envd}/process.Process/List`, { method: "POST", headers: { ...user, "content-type": "application/json" }, body: "{}" })).status).toBe(401);
     const auth = { ...user, "x-access-token": created.envdAccessToken };
 
+    // The file API writes only inside the sandbox: a path that climbs out of its folders is refused, and nothing lands on this machine.
+    const escape = `/home/../tmp/outpost-fake-escape-${process.pid}`;
+    expect((await fetch(`${envd}/files?path=${encodeURIComponent(escape)}&username=user`, { method: "POST", headers: { ...auth, "content-type": "application/octet-stream" }, body: "x" })).status).toBe(400);
+    expect(existsSync(`/tmp/outpost-fake-escape-${process.pid}`)).toBe(false);
     const upload = await fetch(`${envd}/files?path=/home/user/app/stay.js&username=user`, { method: "POST", headers: { ...auth, "content-type": "application/octet-stream" }, body: STAY });
     expect(upload.status).toBe(200);
     const start = await fetch(`${envd}/process.Process/Start`, {

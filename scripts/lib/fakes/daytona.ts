@@ -144,7 +144,8 @@ export async function startFakeDaytona(o: CloudFakeOptions & { snapshots?: strin
         // not multipart
       }
       if (!file || typeof file === "string") return json(res, 400, { statusCode: 400, message: "expected multipart/form-data with a file field 'file'" });
-      const target = s.machine.path(inside(path));
+      const target = s.machine.filePath(inside(path));
+      if (!target) return json(res, 400, { statusCode: 400, message: `${path} is outside the sandbox's writable folders` });
       mkdirSync(dirname(target), { recursive: true });
       writeFileSync(target, Buffer.from(await file.arrayBuffer()));
       res.writeHead(200).end();
@@ -155,7 +156,9 @@ export async function startFakeDaytona(o: CloudFakeOptions & { snapshots?: strin
       const path = call.query.get("path");
       const mode = call.query.get("mode") ?? "755";
       if (!path || !/^[0-7]{3,4}$/.test(mode)) return json(res, 400, { statusCode: 400, message: "path and an octal mode are required" });
-      mkdirSync(s.machine.path(inside(path)), { recursive: true, mode: parseInt(mode, 8) });
+      const dir = s.machine.filePath(inside(path));
+      if (!dir) return json(res, 400, { statusCode: 400, message: `${path} is outside the sandbox's writable folders` });
+      mkdirSync(dir, { recursive: true, mode: parseInt(mode, 8) });
       res.writeHead(200).end();
     })
     .on("POST /toolbox/:id/toolbox/process/session", (call, res) => {

@@ -83,7 +83,7 @@ export async function startFakeE2b(o: CloudFakeOptions & { templates?: string[] 
       if (!templates.has(body.templateID)) return json(res, 404, { code: 404, message: `template '${body.templateID}' not found` });
       const timeout = typeof body.timeout === "number" && body.timeout > 0 ? body.timeout : 15;
       const sandboxID = `i${randomId(19)}`;
-      const machine = new FakeMachine(join(o.dir, sandboxID), ["/home"], "/home/user");
+      const machine = new FakeMachine(join(o.dir, sandboxID), ["/home", "/root"], "/home/user");
       const s: Sandbox = {
         sandboxID,
         templateID: body.templateID,
@@ -161,7 +161,8 @@ export async function startFakeE2b(o: CloudFakeOptions & { templates?: string[] 
       if (!path) return json(res, 400, { code: 400, message: "path is required" });
       if (!(call.headers["content-type"] ?? "").startsWith("application/octet-stream")) return json(res, 400, { code: 400, message: "expected application/octet-stream" });
       const target = inside(call.query.get("username") ?? e.user, path);
-      const file = e.s.machine.path(target);
+      const file = e.s.machine.filePath(target);
+      if (!file) return json(res, 400, { code: 400, message: `${target} is outside the sandbox's writable folders` });
       mkdirSync(dirname(file), { recursive: true });
       writeFileSync(file, call.body);
       json(res, 200, [{ path: target, name: posix.basename(target), type: "file" }]);
@@ -172,7 +173,8 @@ export async function startFakeE2b(o: CloudFakeOptions & { templates?: string[] 
       const path = (call.json as { path?: unknown } | undefined)?.path;
       if (typeof path !== "string" || path === "") return json(res, 400, { code: "invalid_argument", message: "path is required" });
       const target = inside(e.user, path);
-      const dir = e.s.machine.path(target);
+      const dir = e.s.machine.filePath(target);
+      if (!dir) return json(res, 400, { code: "invalid_argument", message: `${target} is outside the sandbox's writable folders` });
       if (existsSync(dir)) return json(res, 409, { code: "already_exists", message: `directory ${target} already exists` });
       mkdirSync(dir, { recursive: true });
       json(res, 200, { entry: { name: posix.basename(target), type: "FILE_TYPE_DIRECTORY", path: target } });

@@ -8,7 +8,7 @@
  * the paths the service's API receives: file paths, a process's cwd, argv and environment values.
  */
 import { existsSync, mkdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import { spawnGroup, type ProcessGroup } from "../process-group.js";
 
 export type MachineProcess = { id: string; pid: number; tag?: string; group: ProcessGroup; started: number };
@@ -30,9 +30,20 @@ export class FakeMachine {
     mkdirSync(this.path(home), { recursive: true });
   }
 
-  /** Where a path inside the machine is on this computer. */
+  /** Where a path inside the machine is on this computer (`..` resolved first, so it cannot climb out of `root`). */
   path(inside: string): string {
-    return this.isPrivate(inside) ? join(this.root, inside) : inside;
+    const p = posix.normalize(inside);
+    return this.isPrivate(p) ? join(this.root, p) : p;
+  }
+
+  /**
+   * Where a path the service's file API was given is on this computer, or null when it is outside
+   * the machine's private folders: the fake has no filesystem of its own there, and writing to this
+   * computer's would be wrong.
+   */
+  filePath(inside: string): string | null {
+    const p = posix.normalize(inside);
+    return this.isPrivate(p) ? join(this.root, p) : null;
   }
 
   isPrivate(inside: string): boolean {
