@@ -21,7 +21,7 @@
  * minutes cannot see and is therefore added from that constant.
  */
 import { join } from "node:path";
-import type { EnvironmentMetrics } from "@outpost/protocol";
+import { DEFAULT_IDLE_CHECK_MS, type EnvironmentMetrics } from "@outpost/protocol";
 import { FLUSH_AT_LEAST_EVERY_MS } from "../durable-objects/metrics-policy.js";
 import { DEFAULT_HEALTH_INTERVAL_MS } from "../provider-agent/src/services/health.js";
 import { waitFor } from "../scripts/lib/wait.js";
@@ -34,7 +34,7 @@ import { round } from "./lib/stats.js";
 
 const DAY_MS = 86_400_000;
 const PHASE_MS = 20_000;
-const DEFAULTS = { heartbeatMs: 10_000, healthMs: DEFAULT_HEALTH_INTERVAL_MS, idleCheckMs: 300_000 };
+const DEFAULTS = { heartbeatMs: 10_000, healthMs: DEFAULT_HEALTH_INTERVAL_MS, idleCheckMs: DEFAULT_IDLE_CHECK_MS };
 const PER_HOUR = { pings: 3_600_000 / DEFAULTS.heartbeatMs, health: 3_600_000 / DEFAULTS.healthMs, alarms: 3_600_000 / DEFAULTS.idleCheckMs };
 
 type Key = "pings" | "health" | "alarms" | "defaults";

@@ -22,6 +22,9 @@ export type EnvironmentState = z.infer<typeof EnvironmentState>;
 
 const ms = (min: number, max: number) => z.number().int().min(min).max(max);
 
+/** The default link-check interval of an idle environment; the agent's health reports follow it. */
+export const DEFAULT_IDLE_CHECK_MS = 300_000;
+
 /** Per-environment timing and restart policy; every field has a default. */
 export const LifecycleSettings = z.object({
   /** How often the agent pings; three missed intervals mean the link is half-open. */
@@ -33,7 +36,7 @@ export const LifecycleSettings = z.object({
   /** How long stop waits for the agent to tear down before recording stopped anyway. */
   stopTimeoutMs: ms(10, 3_600_000).default(15_000),
   /** How often a running, idle environment's link is checked (the only alarm while idle). */
-  idleCheckMs: ms(10, 86_400_000).default(300_000),
+  idleCheckMs: ms(10, 86_400_000).default(DEFAULT_IDLE_CHECK_MS),
   restart: z
     .object({
       policy: z.enum(["never", "on-failure"]).default("on-failure"),

@@ -5,7 +5,7 @@
  */
 import { readdir, statfs } from "node:fs/promises";
 import os from "node:os";
-import type { AgentFrame, HealthFrame } from "@outpost/protocol";
+import { DEFAULT_IDLE_CHECK_MS, type AgentFrame, type HealthFrame } from "@outpost/protocol";
 import { realClock, type Clock, type TimerHandle } from "../clock.js";
 import { silentLogger, type Logger } from "../log.js";
 
@@ -14,7 +14,7 @@ import { silentLogger, type Logger } from "../log.js";
  * default link-check interval (idleCheckMs, 5 min): an idle environment wakes 24 times an hour
  * (12 reports, 12 link checks) rather than 72 at the former 60 s.
  */
-export const DEFAULT_HEALTH_INTERVAL_MS = 300_000;
+export const DEFAULT_HEALTH_INTERVAL_MS = DEFAULT_IDLE_CHECK_MS;
 
 /** Processes visible to the agent: /proc/<pid> entries on Linux, 0 where there is no /proc. */
 async function processCount(): Promise<number> {
