@@ -11,6 +11,7 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { z } from "zod";
 import { errnoCode } from "./errors.js";
+import { alive } from "./host/processes.js";
 import type { Logger } from "./log.js";
 
 const Ledger = z.array(z.object({ pgid: z.number().int().positive(), start: z.string() }));
@@ -26,15 +27,6 @@ function startTime(pid: number): string | null {
     return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
   } catch {
     return null;
-  }
-}
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (err) {
-    return errnoCode(err) === "EPERM";
   }
 }
 
@@ -66,7 +58,7 @@ export function reapLeftoverGroups(ledgerFile: string, log: Logger): number {
   let killed = 0;
   for (const { pgid, start } of entries) {
     const leader = startTime(pgid);
-    const ours = leader === null ? groupAlive(pgid) : leader === start;
+    const ours = leader === null ? alive(-pgid) : leader === start;
     if (!ours) continue;
     try {
       process.kill(-pgid, "SIGKILL");
