@@ -73,7 +73,7 @@ export function branchForPullRequest(service: SnapshotService, p: OpParams<"snap
     const tree = await shadow.ok(["rev-parse", `${p.commit}^{tree}`]);
     const commit = await shadow.ok(["commit-tree", tree, "-p", base, "-F", "-"], p.message.endsWith("\n") ? p.message : `${p.message}\n`);
     await shadow.ok(["update-ref", prRef(p.name), commit]);
-    const changed = (await shadow.ok(["diff-tree", "-r", "--no-commit-id", "--name-only", "--no-renames", base, commit])).split("\n").filter(Boolean);
+    const changed = (await shadow.ok(["diff-tree", "-r", "-z", "--no-commit-id", "--name-only", "--no-renames", base, commit])).split("\0").filter(Boolean);
 
     // Its objects into the user's repository (only what HEAD lacks), then the branch, create-only.
     await mustUser(workspace, ["fetch", "-q", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--no-auto-maintenance", service.gitDir, prRef(p.name)], "bringing the commit into the workspace's repository");
