@@ -9,24 +9,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "./lib/dev-vars.js";
-
-interface Figure {
-  section: string;
-  name: string;
-  faults: number;
-  cases: number;
-  lost: number;
-  outcomes?: Record<string, number>;
-  measured?: Record<string, number | string>;
-}
-interface FileResult {
-  file: string;
-  scale: string;
-  startedAt: string;
-  durationMs: number;
-  loadavg?: number[];
-  figures: Figure[];
-}
+import { type FileResult, type Figure, RESULTS_DIR } from "./lib/reliability-figures.js";
 
 const args = process.argv.slice(2);
 if (args.includes("--help")) {
@@ -37,7 +20,7 @@ const opt = (name: string, fallback: string) => {
   const i = args.indexOf(name);
   return i >= 0 && args[i + 1] ? args[i + 1]! : fallback;
 };
-const resultsDir = opt("--results", join(ROOT, ".outpost", "chaos"));
+const resultsDir = opt("--results", RESULTS_DIR);
 const out = opt("--out", join(ROOT, "docs", "reliability.md"));
 
 if (!existsSync(resultsDir)) {

@@ -6,29 +6,11 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { ROOT } from "../../../scripts/lib/dev-vars.js";
+import { type FileResult, type Figure, RESULTS_DIR } from "../../../scripts/lib/reliability-figures.js";
 
-export const RESULTS_DIR = join(ROOT, ".outpost", "chaos");
 /** `full` under `npm run test:chaos`; `ci` (smaller counts, same assertions) under `npm test`. */
 export const SCALE: "full" | "ci" = process.env.OUTPOST_CHAOS === "full" ? "full" : "ci";
 export const FULL = SCALE === "full";
-
-export interface Figure {
-  /** The group in the report: "faults", "hostile input", "rate limits", "load". */
-  section: string;
-  /** What was done, in a few words. */
-  name: string;
-  /** Faults injected (kills, cuts, restarts, …); 0 for pure input cases. */
-  faults: number;
-  /** Requests, frames or operations tried. */
-  cases: number;
-  /** Messages, lines, files or requests lost or duplicated; the goal is 0. */
-  lost: number;
-  /** Outcomes counted by kind, e.g. { "401": 12, "403": 3 }. */
-  outcomes?: Record<string, number>;
-  /** Anything else measured (durations are reported, never asserted). */
-  measured?: Record<string, number | string>;
-}
 
 export class Figures {
   private readonly list: Figure[] = [];
@@ -45,7 +27,7 @@ export class Figures {
   write(): void {
     mkdirSync(RESULTS_DIR, { recursive: true });
     // The machine's load when the file ended (1, 5 and 15 minute averages): the suite shares its cores.
-    const out = { file: this.file, scale: SCALE, startedAt: new Date(this.started).toISOString(), durationMs: Date.now() - this.started, loadavg: loadavg(), figures: this.list };
+    const out: FileResult = { file: this.file, scale: SCALE, startedAt: new Date(this.started).toISOString(), durationMs: Date.now() - this.started, loadavg: loadavg(), figures: this.list };
     writeFileSync(join(RESULTS_DIR, `${this.file}.json`), `${JSON.stringify(out, null, 2)}\n`);
   }
 }
