@@ -2,7 +2,7 @@
  * Hierarchical environments in the org's index (D1): the spawn scope, the parent link, the tree,
  * the limits a spawn is held to, and the cascade when a parent is stopped or archived.
  */
-import type { AgentClaims, Environment, EnvironmentTreeNode, SpawnBody, SpawnGrant } from "@outpost/protocol";
+import type { AgentClaims, Environment, EnvironmentState, EnvironmentTreeNode, SpawnBody, SpawnGrant } from "@outpost/protocol";
 import { createEnvironment } from "./create-environment.js";
 import type { Env } from "./env.js";
 import { unwrap } from "./outcome.js";
@@ -13,7 +13,7 @@ import { environmentStub } from "./stub.js";
 interface Node {
   id: string;
   name: string;
-  state: string;
+  state: EnvironmentState;
   provider: string;
   parent_id: string | null;
   depth: number;

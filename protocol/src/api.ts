@@ -152,18 +152,20 @@ export type EnvironmentMetrics = z.infer<typeof EnvironmentMetrics>;
  * `started` (with the execId to cancel it), then stdout/stderr pieces as they come (UTF-8 text),
  * then exactly one `exit` or `error`.
  */
+/** The `exit` line of an exec stream; a forward stream's `exit` line extends it (chaining.ts). */
+export const ExecExitLine = z.object({
+  type: z.literal("exit"),
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable().optional(),
+  durationMs: z.number(),
+  timedOut: z.boolean().optional(),
+  cancelled: z.boolean().optional(),
+});
 export const ExecStreamLine = z.discriminatedUnion("type", [
   z.object({ type: z.literal("started"), execId: z.string() }),
   z.object({ type: z.literal("stdout"), data: z.string() }),
   z.object({ type: z.literal("stderr"), data: z.string() }),
-  z.object({
-    type: z.literal("exit"),
-    exitCode: z.number().int().nullable(),
-    signal: z.string().nullable().optional(),
-    durationMs: z.number(),
-    timedOut: z.boolean().optional(),
-    cancelled: z.boolean().optional(),
-  }),
+  ExecExitLine,
   z.object({ type: z.literal("error"), code: z.string(), message: z.string() }),
 ]);
 export type ExecStreamLine = z.infer<typeof ExecStreamLine>;

@@ -5,7 +5,7 @@
  * Durable Objects and the provider-agent (its local endpoint and `outpost-agent exec`).
  */
 import { z } from "zod";
-import { CreateRunBody } from "./api.js";
+import { CreateRunBody, ExecExitLine } from "./api.js";
 import { ExecParams } from "./ops.js";
 
 /** Hops a forwarded request may take unless the origin's routing says otherwise. */
@@ -120,16 +120,7 @@ export const ForwardLine = z.discriminatedUnion("type", [
   z.object({ type: z.literal("started"), forwardId: z.string() }),
   z.object({ type: z.literal("stdout"), data: z.string(), target: z.string().optional() }),
   z.object({ type: z.literal("stderr"), data: z.string(), target: z.string().optional() }),
-  z.object({
-    type: z.literal("exit"),
-    exitCode: z.number().int().nullable(),
-    signal: z.string().nullable().optional(),
-    durationMs: z.number(),
-    timedOut: z.boolean().optional(),
-    cancelled: z.boolean().optional(),
-    route: RouteTaken,
-    target: z.string().optional(),
-  }),
+  ExecExitLine.extend({ route: RouteTaken, target: z.string().optional() }),
   z.object({ type: z.literal("result"), value: z.unknown(), route: RouteTaken, target: z.string().optional() }),
   z.object({ type: z.literal("error"), code: z.string(), message: z.string(), hop: z.string().optional(), route: RouteTaken.optional(), target: z.string().optional() }),
   z.object({

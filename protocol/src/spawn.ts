@@ -4,7 +4,7 @@
  * it is stopped or archived, unless they were spawned with `keep`.
  */
 import { z } from "zod";
-import { CreateEnvironmentBody, PROVIDER_NAME } from "./api.js";
+import { CreateEnvironmentBody, Environment, PROVIDER_NAME } from "./api.js";
 
 const Capability = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/);
 
@@ -49,14 +49,10 @@ export type SpawnBody = z.infer<typeof SpawnBody>;
  */
 export const SpawnScopeResponse = z.object({ spawn: SpawnGrant.nullable(), agentToken: z.string(), delivered: z.boolean() });
 
-export interface EnvironmentTreeNode {
-  id: string;
-  name: string;
-  state: string;
-  provider: string;
+/** GET /v1/environments/{env}/children: an environment (these fields of Environment), and the tree below it. */
+const TreeEnvironment = Environment.pick({ id: true, name: true, state: true, provider: true });
+export interface EnvironmentTreeNode extends z.infer<typeof TreeEnvironment> {
   keep: boolean;
   children: EnvironmentTreeNode[];
 }
-export const EnvironmentTreeNode: z.ZodType<EnvironmentTreeNode> = z.lazy(() =>
-  z.object({ id: z.string(), name: z.string(), state: z.string(), provider: z.string(), keep: z.boolean(), children: z.array(EnvironmentTreeNode) }),
-);
+export const EnvironmentTreeNode: z.ZodType<EnvironmentTreeNode> = z.lazy(() => TreeEnvironment.extend({ keep: z.boolean(), children: z.array(EnvironmentTreeNode) }));
