@@ -1,4 +1,5 @@
 // Bundles the CLI into one file, dist/outpost.js (client, protocol, zod and ws inside); see scripts/lib/bundle.mjs.
-import { bundle } from "../scripts/lib/bundle.mjs";
+import { bundle, buildArgs } from "../scripts/lib/bundle.mjs";
 
-await bundle({ dir: new URL(".", import.meta.url), entry: "src/main.ts", outfile: "dist/outpost.js" });
+const { outfile } = buildArgs(process.argv.slice(2));
+await bundle({ dir: new URL(".", import.meta.url), entry: "src/main.ts", outfile: outfile ?? "dist/outpost.js" });

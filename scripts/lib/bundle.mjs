@@ -2,19 +2,17 @@
 // with its dependencies inside, so it runs with plain `node`, no node_modules beside it.
 import { build } from "esbuild";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 
 /**
- * Builds `entry` (relative to the package directory `dir`) into `outfile`; `--outfile PATH` on the
- * command line builds elsewhere instead (tests build a private copy rather than racing over dist/).
+ * Builds `entry` (relative to the package directory `dir`) into `outfile` (relative to `dir`, or absolute).
  * @param {{ dir: URL, entry: string, outfile: string, define?: Record<string, string> }} o
  */
 export async function bundle(o) {
-  const at = process.argv.indexOf("--outfile");
-  const outfile = at > 0 && process.argv[at + 1] ? process.argv[at + 1] : o.outfile;
   await build({
     absWorkingDir: fileURLToPath(o.dir),
     entryPoints: [o.entry],
-    outfile,
+    outfile: o.outfile,
     bundle: true,
     platform: "node",
     target: "node20",
@@ -31,4 +29,15 @@ export async function bundle(o) {
     minifySyntax: true,
     logLevel: "warning",
   });
+}
+
+/**
+ * A build script's command line: `--outfile PATH` builds elsewhere than the default (tests build a
+ * private copy rather than racing over dist/). Anything else is refused.
+ * @param {string[]} args the arguments after the script's name
+ * @returns {{ outfile: string | null }}
+ */
+export function buildArgs(args) {
+  const { values } = parseArgs({ args, options: { outfile: { type: "string" } }, strict: true, allowPositionals: false });
+  return { outfile: values.outfile ?? null };
 }
