@@ -1,13 +1,8 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { CLOSE } from "@outpost/protocol";
-import { call, createEnvironment, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
+import { call, createEnvironment, eventually, expectProblem, stateOf, TestAgent, userToken } from "./helpers.js";
 import type { EnvironmentObject } from "../../durable-objects/environment.js";
-
-async function state(token: string, id: string): Promise<string> {
-  const res = await call("GET", `/v1/environments/${id}`, { token });
-  return ((await res.json()) as { environment: { state: string } }).environment.state;
-}
 
 async function indexedState(org: string, id: string): Promise<string | undefined> {
   const row = await env.DB.prepare("SELECT state FROM environments WHERE org = ? AND id = ?").bind(org, id).first<{ state: string }>();
@@ -35,7 +30,7 @@ describe("the agent link", () => {
     agent.hello();
     const welcome = await agent.next("welcome");
     expect(welcome).toMatchObject({ kind: "welcome", environmentId: environment.id, protocol: "1.0" });
-    expect(await eventually(async () => (await state(token, environment.id)) === "running")).toBe(true);
+    expect(await eventually(async () => (await stateOf(token, environment.id)) === "running")).toBe(true);
     expect(await indexedState("org-link", environment.id)).toBe("running");
 
     const server = serve(agent, (req) => {
@@ -52,7 +47,7 @@ describe("the agent link", () => {
     expect(got.environment.agent.hostname).toBe("test-host");
 
     agent.ws.close(1000, "bye");
-    expect(await eventually(async () => (await state(token, environment.id)) === "disconnected")).toBe(true);
+    expect(await eventually(async () => (await stateOf(token, environment.id)) === "disconnected")).toBe(true);
     expect(await indexedState("org-link", environment.id)).toBe("disconnected");
     await expectProblem(await call("POST", `/v1/environments/${environment.id}/exec`, { token, json: { command: ["id"] } }), 409, "agent_not_connected");
   });
@@ -60,9 +55,7 @@ describe("the agent link", () => {
   it("heartbeat ping is answered by auto-response, which the object can read without a write", async () => {
     const token = await userToken({ org: "org-ping" });
     const { environment, agentToken } = await createEnvironment(token, "ping");
-    const agent = await TestAgent.connect(environment.id, agentToken);
-    agent.hello();
-    await agent.next("welcome");
+    const agent = await TestAgent.ready(environment.id, agentToken);
     agent.ws.send("ping");
     await eventually(async () => agent.texts.includes("pong"));
     const stub = env.ENVIRONMENTS.get(env.ENVIRONMENTS.idFromName(`org-ping/${environment.id}`));
@@ -77,9 +70,7 @@ describe("the agent link", () => {
   it("maps agent errors and timeouts to HTTP: error code → status; no answer → timeout", async () => {
     const token = await userToken({ org: "org-errors" });
     const { environment, agentToken } = await createEnvironment(token, "errors");
-    const agent = await TestAgent.connect(environment.id, agentToken);
-    agent.hello();
-    await agent.next("welcome");
+    const agent = await TestAgent.ready(environment.id, agentToken);
     const server = serve(agent, (req) => {
       if (req.op === "file.read") agent.send({ v: 1, kind: "reply", re: req.id, ok: false, error: { code: "not_found", message: "no such file: a.txt" } });
       // exec: never answered
@@ -103,9 +94,7 @@ describe("the agent link", () => {
   it("streams a file read in chunks and a file write in chunks", async () => {
     const token = await userToken({ org: "org-files" });
     const { environment, agentToken } = await createEnvironment(token, "files");
-    const agent = await TestAgent.connect(environment.id, agentToken);
-    agent.hello();
-    await agent.next("welcome");
+    const agent = await TestAgent.ready(environment.id, agentToken);
     const written: string[] = [];
     const server = serve(agent, (req) => {
       if (req.op === "file.read") {
@@ -142,7 +131,7 @@ describe("the agent link", () => {
     const agent = await TestAgent.connect(environment.id, agentToken);
     agent.hello("2.0");
     expect((await agent.waitClosed()).code).toBe(CLOSE.versionMismatch);
-    expect(await state(token, environment.id)).toBe("created");
+    expect(await stateOf(token, environment.id)).toBe("created");
   });
 
   it("answers garbage with an error frame and keeps the link", async () => {
@@ -161,14 +150,10 @@ describe("the agent link", () => {
   it("a newer agent connection replaces the older one (4002)", async () => {
     const token = await userToken({ org: "org-replace" });
     const { environment, agentToken } = await createEnvironment(token, "replace");
-    const first = await TestAgent.connect(environment.id, agentToken);
-    first.hello();
-    await first.next("welcome");
-    const second = await TestAgent.connect(environment.id, agentToken);
-    second.hello();
-    await second.next("welcome");
+    const first = await TestAgent.ready(environment.id, agentToken);
+    const second = await TestAgent.ready(environment.id, agentToken);
     expect((await first.waitClosed()).code).toBe(CLOSE.replaced);
-    expect(await state(token, environment.id)).toBe("running");
+    expect(await stateOf(token, environment.id)).toBe("running");
     second.ws.close(1000);
   });
 });
@@ -185,9 +170,7 @@ describe("agent tokens", () => {
     await expectProblem(await call("GET", `/v1/environments/${a.environment.id}/connect`, { token, headers: { upgrade: "websocket" } }), 403, "forbidden");
     await expectProblem(await call("GET", `/v1/environments/${a.environment.id}/connect`, { headers: { upgrade: "websocket" } }), 401);
 
-    const agent = await TestAgent.connect(a.environment.id, a.agentToken);
-    agent.hello();
-    await agent.next("welcome");
+    const agent = await TestAgent.ready(a.environment.id, a.agentToken);
     const rotated = await call("POST", `/v1/environments/${a.environment.id}/agent-token`, { token });
     expect(rotated.status).toBe(201);
     const { agentToken: fresh, generation } = (await rotated.json()) as { agentToken: string; generation: number };
@@ -195,9 +178,7 @@ describe("agent tokens", () => {
     expect((await agent.waitClosed()).code).toBe(CLOSE.unauthorized);
     const old = await call("GET", `/v1/environments/${a.environment.id}/connect`, { token: a.agentToken, headers: { upgrade: "websocket" } });
     expect(old.status).toBe(401);
-    const again = await TestAgent.connect(a.environment.id, fresh);
-    again.hello();
-    await again.next("welcome");
+    const again = await TestAgent.ready(a.environment.id, fresh);
     again.ws.close(1000);
   });
 });

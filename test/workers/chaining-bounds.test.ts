@@ -5,35 +5,22 @@
  * TestAgents speaking the wire protocol, so each can be made to stall exactly where wanted.
  */
 import { describe, expect, it } from "vitest";
-import { call, eventually, TestAgent, userToken } from "./helpers.js";
+import { environment, forward } from "./chaining-helpers.js";
+import { call, eventually, ndjson, userToken } from "./helpers.js";
 
-type Env = { id: string; agent: TestAgent };
-
-async function environment(token: string, name: string, heartbeatMs = 10_000): Promise<Env> {
-  const res = await call("POST", "/v1/environments", { token, json: { name, provider: "local", lifecycle: { heartbeatMs } } });
-  expect(res.status).toBe(201);
-  const { environment, agentToken } = (await res.json()) as { environment: { id: string }; agentToken: string };
-  const agent = await TestAgent.connect(environment.id, agentToken);
-  agent.hello();
-  await agent.next("welcome");
-  await eventually(async () => ((await (await call("GET", `/v1/environments/${environment.id}`, { token })).json()) as { environment: { state: string } }).environment.state === "running");
-  await call("PUT", `/v1/environments/${name}/gateway`, { token, json: { accept: true, allowFrom: ["*"] } });
-  return { id: environment.id, agent };
-}
-
-const forward = (token: string, from: string, body: unknown) => call("POST", `/v1/environments/${from}/forward`, { token, json: body, headers: { accept: "application/x-ndjson" } });
-const lines = async (res: Response) => (await res.text()).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+/** Every environment here takes forwarded work from the whole org. */
+const open = (token: string, name: string, heartbeatMs?: number) => environment(token, name, { gateway: true, heartbeatMs });
 
 describe("the bound on a forwarded request", () => {
   it("a leaf whose agent never acknowledges the request fails at the origin, naming the leaf", async () => {
     const token = await userToken({ org: "bound-ack" });
-    await environment(token, "a");
-    await environment(token, "b");
-    const c = await environment(token, "c");
+    await open(token, "a");
+    await open(token, "b");
+    const c = await open(token, "c");
     await call("PUT", `/v1/environments/a/routes`, { token, json: { rules: [], ackTimeoutMs: 100 } });
     const res = forward(token, "a", { exec: { command: ["sleep", "100"] }, route: ["b", "c"] });
     const req = await c.agent.next("request");
-    const got = await lines(await res);
+    const got = await ndjson(await res);
     expect(got.at(-1)).toEqual({
       type: "error",
       code: "timeout",
@@ -47,13 +34,13 @@ describe("the bound on a forwarded request", () => {
 
   it("output keeps a leaf alive; silence after the acknowledgement fails it, naming the leaf", async () => {
     const token = await userToken({ org: "bound-stale" });
-    await environment(token, "a");
-    const b = await environment(token, "b", 200);
+    await open(token, "a");
+    const b = await open(token, "b", 200);
     await call("PUT", `/v1/environments/a/routes`, { token, json: { rules: [], ackTimeoutMs: 100 } });
     const res = forward(token, "a", { exec: { command: ["slow"] }, target: "b" });
     const req = await b.agent.next("request");
     b.agent.send({ v: 1, kind: "ack", ack: Number(req.seq) });
-    const reading = res.then(lines);
+    const reading = res.then(ndjson);
     // Output every 50 ms for longer than the half-open limit (3 × 200 ms): still alive.
     for (let n = 0; n < 20; n++) {
       b.agent.send({ v: 1, kind: "chunk", seq: n + 1, re: req.id, n, stream: "stdout", data: btoa(`${n}\n`) });
@@ -74,9 +61,9 @@ describe("the bound on a forwarded request", () => {
 describe("an origin client that goes away", () => {
   it("cancels the forwarded work at every hop, down to the leaf's agent (ndjson)", async () => {
     const token = await userToken({ org: "bound-gone" });
-    await environment(token, "a");
-    await environment(token, "b");
-    const c = await environment(token, "c");
+    await open(token, "a");
+    await open(token, "b");
+    const c = await open(token, "c");
     const res = await forward(token, "a", { exec: { command: ["sleep", "100"] }, route: ["b", "c"] });
     const reader = res.body!.getReader();
     const { forwardId } = JSON.parse(new TextDecoder().decode((await reader.read()).value).split("\n")[0]!) as { forwardId: string };

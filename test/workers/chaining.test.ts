@@ -3,18 +3,8 @@
  * environment's agent is a TestAgent speaking the wire protocol, so each hop can be watched.
  */
 import { describe, expect, it } from "vitest";
-import { call, createEnvironment, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
-
-type Env = { id: string; name: string; agent: TestAgent; agentToken: string };
-
-async function environment(token: string, name: string): Promise<Env> {
-  const { environment, agentToken } = await createEnvironment(token, name);
-  const agent = await TestAgent.connect(environment.id, agentToken);
-  agent.hello();
-  await agent.next("welcome");
-  await eventually(async () => ((await (await call("GET", `/v1/environments/${environment.id}`, { token })).json()) as { environment: { state: string } }).environment.state === "running");
-  return { id: environment.id, name, agent, agentToken };
-}
+import { environment, forward, openGateway } from "./chaining-helpers.js";
+import { call, createEnvironment, eventually, expectProblem, ndjson, stateOf, type TestAgent, userToken } from "./helpers.js";
 
 /** Reliable frames carry seqs from 1, as a real agent's do. */
 const seqs = new Map<TestAgent, number>();
@@ -33,11 +23,6 @@ async function answerExec(agent: TestAgent, text: string): Promise<Record<string
   return req;
 }
 
-const open = (token: string, env: string, allowFrom = ["*"], capabilities: string[] = []) => call("PUT", `/v1/environments/${env}/gateway`, { token, json: { accept: true, allowFrom, capabilities } });
-const forward = (token: string, from: string, body: unknown, ndjson = true) =>
-  call("POST", `/v1/environments/${from}/forward`, { token, json: body, headers: ndjson ? { accept: "application/x-ndjson" } : {} });
-const lines = async (res: Response) => (await res.text()).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
-
 describe("gateways and routes through the API", () => {
   it("starts inactive, validates, and needs an operator to change", async () => {
     const token = await userToken({ org: "chain-api" });
@@ -47,7 +32,7 @@ describe("gateways and routes through the API", () => {
     await expectProblem(await call("PUT", `/v1/environments/g/routes`, { token, json: { rules: [{ match: "EXEC", to: "b" }] } }), 400, "bad_request");
     const viewer = await userToken({ org: "chain-api", role: "viewer" });
     await expectProblem(await call("PUT", `/v1/environments/g/gateway`, { token: viewer, json: { accept: true } }), 403, "forbidden");
-    expect(await (await open(token, "g", ["a"], ["gpu"])).json()).toEqual({ gateway: { accept: true, allowFrom: ["a"], capabilities: ["gpu"] } });
+    expect(await (await openGateway(token, "g", ["a"], ["gpu"])).json()).toEqual({ gateway: { accept: true, allowFrom: ["a"], capabilities: ["gpu"] } });
     const routes = await call("PUT", `/v1/environments/${environment.id}/routes`, { token, json: { rules: [{ match: "inference", to: { capability: "gpu" } }], maxHops: 3 } });
     expect(await routes.json()).toEqual({ routing: { rules: [{ match: "inference", to: { capability: "gpu" } }], maxHops: 3, ackTimeoutMs: 10_000 } });
     expect(await (await call("GET", `/v1/environments/g/routes`, { token })).json()).toMatchObject({ routing: { maxHops: 3 } });
@@ -62,12 +47,12 @@ describe("forwarding between objects", () => {
     const a = await environment(token, "a");
     const b = await environment(token, "b");
     const c = await environment(token, "c");
-    await open(token, "b");
-    await open(token, "c", ["b"]);
+    await openGateway(token, "b");
+    await openGateway(token, "c", ["b"]);
     const res = forward(token, "a", { exec: { command: ["echo", "hi"] }, route: ["b", "c"] });
     const req = await answerExec(c.agent, "from c\n");
     expect(req.params).toMatchObject({ command: ["echo", "hi"], stream: true });
-    const got = await lines(await res);
+    const got = await ndjson(await res);
     expect(got[0]).toMatchObject({ type: "started", forwardId: expect.any(String) });
     expect(got.slice(1)).toEqual([
       { type: "stdout", data: "from c\n" },
@@ -88,12 +73,12 @@ describe("forwarding between objects", () => {
     await environment(token, "c");
     const inactive = await expectProblem(await forward(token, "a", { exec: { command: ["true"] }, target: "b" }, false), 403, "forbidden");
     expect(inactive.detail).toMatch(/'b' does not accept forwarded work: its gateway is inactive/);
-    await open(token, "b", ["c"]);
+    await openGateway(token, "b", ["c"]);
     const notAllowed = await expectProblem(await forward(token, "a", { exec: { command: ["true"] }, target: "b" }, false), 403, "forbidden");
     expect(notAllowed.detail).toMatch(/from 'a'/);
-    await open(token, "a");
-    await open(token, "b");
-    await open(token, "c");
+    await openGateway(token, "a");
+    await openGateway(token, "b");
+    await openGateway(token, "c");
     await call("PUT", `/v1/environments/b/routes`, { token, json: { rules: [{ match: "exec", to: "c" }] } });
     await call("PUT", `/v1/environments/c/routes`, { token, json: { rules: [{ match: "exec", to: "a" }] } });
     const loop = await expectProblem(await forward(token, "a", { exec: { command: ["true"] }, target: "b" }, false), 409, "loop_detected");
@@ -107,8 +92,8 @@ describe("forwarding between objects", () => {
     const a = await environment(token, "a");
     const b = await environment(token, "b");
     const c = await environment(token, "c");
-    await open(token, "b");
-    await open(token, "c", ["*"], ["gpu"]);
+    await openGateway(token, "b");
+    await openGateway(token, "c", ["*"], ["gpu"]);
     await call("PUT", `/v1/environments/a/routes`, { token, json: { rules: [{ match: "inference", to: { capability: "gpu" } }] } });
     // a's own agent forwards by its rules: a custom type goes to whoever has a gpu.
     const byCapability = call("POST", `/v1/environments/${a.id}/forward`, { token: a.agentToken, json: { type: "inference:generate", exec: { command: ["infer"] } } });
@@ -130,8 +115,8 @@ describe("forwarding between objects", () => {
     await environment(token, "a");
     const b = await environment(token, "b");
     const c = await environment(token, "c");
-    await open(token, "b");
-    await open(token, "c");
+    await openGateway(token, "b");
+    await openGateway(token, "c");
     const res = await forward(token, "a", { exec: { command: ["sleep", "100"] }, route: ["b", "c"] });
     const reader = res.body!.getReader();
     const first = JSON.parse(new TextDecoder().decode((await reader.read()).value).split("\n")[0]!) as { forwardId: string };
@@ -151,7 +136,7 @@ describe("forwarding between objects", () => {
     await expectProblem(await call("POST", `/v1/environments/a/forward/${first.forwardId}/cancel`, { token }), 404, "not_found");
 
     b.agent.ws.close(1000, "gone");
-    await eventually(async () => ((await (await call("GET", `/v1/environments/b`, { token })).json()) as { environment: { state: string } }).environment.state === "disconnected");
+    await eventually(async () => (await stateOf(token, "b")) === "disconnected");
     const dead = await expectProblem(await forward(token, "a", { exec: { command: ["true"] }, route: ["b", "c"] }, false), 409, "agent_not_connected");
     expect(dead.detail).toMatch(/^Hop 'b' cannot pass the request on: No agent is connected/);
   });

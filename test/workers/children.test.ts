@@ -1,10 +1,9 @@
 /** Hierarchical environments in workerd: spawn scope, limits, the tree, and the cascade. */
 import { describe, expect, it } from "vitest";
-import { call, createEnvironment, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
+import { call, createEnvironment, eventually, expectProblem, stateOf, TestAgent, userToken } from "./helpers.js";
 
 type Created = { environment: { id: string; name: string; state: string }; agentToken: string };
 const spawn = (token: string, parent: string, body: unknown) => call("POST", `/v1/environments/${parent}/children`, { token, json: body });
-const stateOf = async (token: string, id: string) => ((await (await call("GET", `/v1/environments/${id}`, { token })).json()) as { environment: { state: string } }).environment.state;
 /** Grants the scope (admin); answers the agent token that carries it (no agent is connected here). */
 const grant = async (token: string, env: string, scope: unknown): Promise<string> => {
   const res = await call("PUT", `/v1/environments/${env}/spawn`, { token, json: { spawn: scope } });
@@ -87,9 +86,7 @@ describe("hierarchical environments", () => {
     parent.agentToken = await grant(token, "p", {});
     const kid = (await (await spawn(parent.agentToken, parent.environment.id, { name: "k", provider: "local", lifecycle })).json()) as Created;
     for (const e of [parent, kid]) {
-      const agent = await TestAgent.connect(e.environment.id, e.agentToken);
-      agent.hello();
-      await agent.next("welcome");
+      const agent = await TestAgent.ready(e.environment.id, e.agentToken);
       await eventually(async () => (await stateOf(token, e.environment.id)) === "running");
     }
     expect((await call("POST", `/v1/environments/p/stop`, { token })).status).toBe(200);

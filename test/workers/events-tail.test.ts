@@ -2,13 +2,6 @@
 import { describe, expect, it } from "vitest";
 import { call, createEnvironment, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
 
-async function connect(id: string, agentToken: string): Promise<TestAgent> {
-  const agent = await TestAgent.connect(id, agentToken);
-  agent.hello();
-  await agent.next("welcome");
-  return agent;
-}
-
 async function watch(path: string, token: string): Promise<{ seqs: number[]; ws: WebSocket }> {
   const res = await call("GET", path, { token, headers: { upgrade: "websocket" } });
   expect(res.status).toBe(101);
@@ -23,7 +16,7 @@ describe("event stream tail", () => {
   it("replays only the newest N events, or none with tail=0, then live ones; after still bounds it", async () => {
     const token = await userToken({ org: "org-tail" });
     const { environment, agentToken } = await createEnvironment(token, "tail");
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     agent.ws.close(1000);
     const base = `/v1/environments/${environment.id}/events`;
     await eventually(async () => ((await (await call("GET", `${base}?limit=1000`, { token })).json()) as { events: unknown[] }).events.length >= 5);
@@ -38,7 +31,7 @@ describe("event stream tail", () => {
     expect(bounded.seqs).toEqual([top]);
     expect(live.seqs).toEqual([]);
 
-    const again = await connect(environment.id, agentToken); // appends agent.connected and a state change
+    const again = await TestAgent.ready(environment.id, agentToken); // appends agent.connected and a state change
     await eventually(async () => live.seqs.length >= 2);
     expect(live.seqs.slice(0, 2)).toEqual([top + 1, top + 2]);
     expect(two.seqs.slice(0, 4)).toEqual([top - 1, top, top + 1, top + 2]);

@@ -34,10 +34,22 @@ export function call(method: string, path: string, o: CallOptions = {}): Promise
   return SELF.fetch(`${BASE}${path}`, { method, headers, body });
 }
 
-export async function createEnvironment(token: string, name: string, provider = "local") {
-  const res = await call("POST", "/v1/environments", { token, json: { name, provider } });
+/** Creates an environment (`body`: more create fields, e.g. lifecycle); throws unless 201. */
+export async function createEnvironment(token: string, name: string, provider = "local", body: Record<string, unknown> = {}) {
+  const res = await call("POST", "/v1/environments", { token, json: { name, provider, ...body } });
   if (res.status !== 201) throw new Error(`create ${name}: ${res.status} ${await res.text()}`);
   return (await res.json()) as { environment: { id: string; name: string; state: string }; agentToken: string };
+}
+
+/** The environment's state, as GET /v1/environments/{id} answers it. */
+export async function stateOf(token: string, id: string): Promise<string> {
+  const res = await call("GET", `/v1/environments/${id}`, { token });
+  return ((await res.json()) as { environment: { state: string } }).environment.state;
+}
+
+/** An ndjson response body, one object per line. */
+export async function ndjson(res: Response): Promise<Array<Record<string, unknown>>> {
+  return (await res.text()).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 export async function expectProblem(res: Response, status: number, code?: string): Promise<{ detail: string; code: string }> {
@@ -79,6 +91,14 @@ export class TestAgent {
     if (!res.webSocket) throw new Error(`upgrade refused: ${res.status} ${await res.text()}`);
     res.webSocket.accept();
     return new TestAgent(res.webSocket);
+  }
+
+  /** Connects, says hello and waits for the welcome: an agent the environment counts as connected. */
+  static async ready(id: string, token: string): Promise<TestAgent> {
+    const agent = await TestAgent.connect(id, token);
+    agent.hello();
+    await agent.next("welcome");
+    return agent;
   }
 
   send(frame: unknown): void {

@@ -10,9 +10,7 @@ it("after the object hibernates with its agent socket open, the next message wak
   const token = await userToken({ org });
   const res = await call("POST", "/v1/environments", { token, json: { name: "hib", provider: "local" } });
   const { environment, agentToken } = (await res.json()) as { environment: { id: string }; agentToken: string };
-  const agent = await TestAgent.connect(environment.id, agentToken);
-  agent.hello();
-  await agent.next("welcome");
+  const agent = await TestAgent.ready(environment.id, agentToken);
   type M = { wakeups: number; rowsWritten: number; entries: Record<string, number> };
   const metrics = async () => (await (await call("GET", `/v1/environments/${environment.id}/metrics`, { token })).json()) as M;
   const before = (await metrics()).wakeups;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { SELF } from "cloudflare:test";
 import { CLOSE } from "@outpost/protocol";
-import { BASE, call, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
+import { BASE, call, eventually, expectProblem, stateOf, TestAgent, userToken } from "./helpers.js";
 
 type Offer = { id: string; capabilities?: string[]; config?: Record<string, unknown> };
 
@@ -72,10 +72,8 @@ describe("provider hosts and placement", () => {
     expect(create.url).toBe(BASE);
 
     // The agent the host started dials in with the token it was given.
-    const agent = await TestAgent.connect(environment.id, create.agentToken);
-    agent.hello();
-    await agent.next("welcome");
-    await eventually(async () => ((await (await call("GET", `/v1/environments/${environment.id}`, { token: admin })).json()) as { environment: { state: string } }).environment.state === "running");
+    const agent = await TestAgent.ready(environment.id, create.agentToken);
+    await eventually(async () => (await stateOf(admin, environment.id)) === "running");
 
     // A named provider goes to the host that offers it.
     const local = (await (await call("POST", "/v1/environments", { token: admin, json: { name: "dev", provider: "worktree" } })).json()) as { environment: { host: string } };

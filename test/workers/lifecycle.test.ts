@@ -40,13 +40,6 @@ async function get(token: string, id: string): Promise<Env0> {
   return ((await (await call("GET", `/v1/environments/${id}`, { token })).json()) as { environment: Env0 }).environment;
 }
 
-async function connect(id: string, agentToken: string): Promise<TestAgent> {
-  const agent = await TestAgent.connect(id, agentToken);
-  agent.hello();
-  await agent.next("welcome");
-  return agent;
-}
-
 describe("grace period and restart policy, driven by the one alarm", () => {
   it("disconnected → unconnectable after grace → restarting after backoff → running when the agent returns", async () => {
     const org = "org-grace";
@@ -55,7 +48,7 @@ describe("grace period and restart policy, driven by the one alarm", () => {
     const { environment, agentToken } = await create(token, "grace", lifecycle);
     const clock = await fakeClock(org, environment.id);
     const t0 = clock.now;
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     expect((await get(token, environment.id)).state).toBe("running");
 
     agent.ws.close(1000, "crash");
@@ -78,7 +71,7 @@ describe("grace period and restart policy, driven by the one alarm", () => {
     expect(restarting.restartCount).toBe(1);
     expect(await alarmAt(org, environment.id)).toBe(t0 + 3500);
 
-    const back = await connect(environment.id, agentToken);
+    const back = await TestAgent.ready(environment.id, agentToken);
     expect((await get(token, environment.id)).state).toBe("running");
     back.ws.close(1000);
   });
@@ -88,7 +81,7 @@ describe("grace period and restart policy, driven by the one alarm", () => {
     const token = await userToken({ org });
     const { environment, agentToken } = await create(token, "giveup", { graceMs: 100, startTimeoutMs: 100, restart: { maxRestarts: 1, backoffMs: 10 } });
     const clock = await fakeClock(org, environment.id);
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     agent.ws.close(1000);
     await eventually(async () => (await get(token, environment.id)).state === "disconnected");
     const steps: string[] = [];
@@ -108,7 +101,7 @@ describe("grace period and restart policy, driven by the one alarm", () => {
     const token = await userToken({ org });
     const { environment, agentToken } = await create(token, "never", { graceMs: 100, restart: { policy: "never" } });
     const clock = await fakeClock(org, environment.id);
-    (await connect(environment.id, agentToken)).ws.close(1000);
+    (await TestAgent.ready(environment.id, agentToken)).ws.close(1000);
     await eventually(async () => (await get(token, environment.id)).state === "disconnected");
     clock.set(clock.now + 100);
     await runDurableObjectAlarm(stubOf(org, environment.id));
@@ -123,7 +116,7 @@ describe("heartbeats", () => {
     const token = await userToken({ org });
     const { environment, agentToken } = await create(token, "halfopen", { heartbeatMs: 100, idleCheckMs: 1000 });
     const clock = await fakeClock(org, environment.id, Date.now()); // compared with real pong times
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     const welcome = agent.texts.map((t) => (t.startsWith("{") ? JSON.parse(t) : null)).find((f) => f?.kind === "welcome");
     expect(welcome?.heartbeatMs).toBe(100);
     // Sparse while idle: the only alarm is the link check, idleCheckMs away.
@@ -150,7 +143,7 @@ describe("heartbeats", () => {
     const token = await userToken({ org });
     const { environment, agentToken } = await create(token, "idlecheck", { heartbeatMs: 5000, idleCheckMs: 1000 });
     const clock = await fakeClock(org, environment.id, Date.now());
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     const metrics = async () => (await (await call("GET", `/v1/environments/${environment.id}/metrics`, { token })).json()) as { rowsWritten: number; alarms: number };
     agent.ws.send("ping");
     await eventually(async () => agent.texts.includes("pong"));
@@ -169,7 +162,7 @@ describe("heartbeats", () => {
     const org = "org-idle";
     const token = await userToken({ org });
     const { environment, agentToken } = await create(token, "idle");
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     const metrics = async () => (await (await call("GET", `/v1/environments/${environment.id}/metrics`, { token })).json()) as { rowsWritten: number; entries: Record<string, number>; wakeups: number };
     // Control: what reading the metrics costs by itself, with nothing else happening: no row, as
     // its counts ride on the agent socket's attachment until something else is written.
@@ -196,7 +189,7 @@ describe("actions", () => {
     const org = "org-stop";
     const token = await userToken({ org });
     const { environment, agentToken } = await create(token, "stop");
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     const stopping = call("POST", `/v1/environments/${environment.id}/stop`, { token });
     const req = await agent.next("request");
     expect(req.op).toBe("shutdown");
@@ -217,7 +210,7 @@ describe("actions", () => {
     const org = "org-stop-timeout";
     const token = await userToken({ org });
     const { environment, agentToken } = await create(token, "stuck", { stopTimeoutMs: 50 });
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     const clock = await fakeClock(org, environment.id);
     const stopping = call("POST", `/v1/environments/${environment.id}/stop`, { token });
     await agent.next("request"); // never answered
@@ -243,7 +236,7 @@ describe("actions", () => {
     clock.set(clock.now + 10_000);
     await runDurableObjectAlarm(stubOf(org, environment.id));
     expect((await get(token, environment.id)).state).toBe("unconnectable");
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     expect((await get(token, environment.id)).state).toBe("running");
     await expectProblem(await call("POST", `/v1/environments/${environment.id}/start`, { token }), 409, "invalid_state");
     agent.ws.close(1000);
@@ -253,13 +246,13 @@ describe("actions", () => {
     const org = "org-restart";
     const token = await userToken({ org });
     const { environment, agentToken } = await create(token, "restart");
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     const res = await call("POST", `/v1/environments/${environment.id}/restart`, { token });
     const body = (await res.json()) as { environment: Env0 };
     expect(body.environment.state).toBe("restarting");
     expect(body.environment.restartCount).toBe(1);
     expect((await agent.waitClosed()).code).toBe(CLOSE.reconnect);
-    const back = await connect(environment.id, agentToken);
+    const back = await TestAgent.ready(environment.id, agentToken);
     expect((await get(token, environment.id)).state).toBe("running");
     back.ws.close(1000);
   });
@@ -269,7 +262,7 @@ describe("actions", () => {
     const token = await userToken({ org });
     const operator = await userToken({ org, role: "operator" });
     const { environment, agentToken } = await create(token, "gone");
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     await expectProblem(await call("DELETE", `/v1/environments/${environment.id}`, { token: operator }), 403);
     const res = await call("DELETE", `/v1/environments/${environment.id}`, { token });
     expect(res.status).toBe(200);
@@ -295,7 +288,7 @@ describe("event log", () => {
     const org = "org-events";
     const token = await userToken({ org });
     const { environment, agentToken } = await create(token, "events");
-    const agent = await connect(environment.id, agentToken);
+    const agent = await TestAgent.ready(environment.id, agentToken);
     agent.ws.close(1000);
     await eventually(async () => (await get(token, environment.id)).state === "disconnected");
     const all = (await (await call("GET", `/v1/environments/${environment.id}/events?limit=1000`, { token })).json()) as { events: Array<{ seq: number; type: string }>; next: number };
@@ -314,7 +307,7 @@ describe("event log", () => {
     ws.addEventListener("message", (e) => got.push((JSON.parse(e.data as string) as { event: { seq: number } }).event.seq));
     await eventually(async () => got.length === 2);
     expect(got).toEqual([seqs[3], seqs[4]]);
-    const again = await connect(environment.id, agentToken);
+    const again = await TestAgent.ready(environment.id, agentToken);
     await eventually(async () => got.length >= 4);
     expect(got.slice(0, 4)).toEqual([seqs[3], seqs[4], seqs[4]! + 1, seqs[4]! + 2]);
     ws.close(1000);

@@ -3,20 +3,13 @@ import { describe, expect, it } from "vitest";
 import { CHUNK_BYTES, CLOSE, INITIAL_CREDIT } from "@outpost/protocol";
 import { AGENT_TAG, type AgentAttachment } from "../../durable-objects/agent-socket.js";
 import type { EnvironmentObject } from "../../durable-objects/environment.js";
-import { call, createEnvironment, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
+import { call, createEnvironment, eventually, expectProblem, ndjson, TestAgent, userToken } from "./helpers.js";
 
 async function ready(org: string, name: string) {
   const token = await userToken({ org });
   const { environment, agentToken } = await createEnvironment(token, name);
-  const agent = await TestAgent.connect(environment.id, agentToken);
-  agent.hello();
-  await agent.next("welcome");
+  const agent = await TestAgent.ready(environment.id, agentToken);
   return { token, id: environment.id, agentToken, agent };
-}
-
-async function lines(res: Response): Promise<Array<Record<string, unknown>>> {
-  const text = await res.text();
-  return text.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 describe("the reliable link (edge side)", () => {
@@ -65,7 +58,7 @@ describe("the reliable link (edge side)", () => {
     while (ack < 40) ack = Number((await agent.next("ack", 2000)).ack);
     expect(await attachedRecv()).toBe(40);
     agent.send({ v: 1, kind: "reply", seq: 41, re: req.id, ok: true, result: { exitCode: 0, signal: null, stdout: "", stderr: "", durationMs: 1 } });
-    const out = await lines(await resP);
+    const out = await ndjson(await resP);
     expect(out.at(-1)).toMatchObject({ type: "exit", exitCode: 0 });
     agent.ws.close(1000);
   });
@@ -93,7 +86,7 @@ describe("the reliable link (edge side)", () => {
     for (let n = 0; n < 3; n++) agent.send({ v: 1, kind: "chunk", seq: n + 1, re: req.id, n, stream: n === 1 ? "stderr" : "stdout", data: btoa(`line ${n}\n`) });
     const res = await resP;
     expect(res.headers.get("content-type")).toContain("application/x-ndjson");
-    const body = lines(res); // the reader takes lines as they come, which is what releases credit
+    const body = ndjson(res); // the reader takes lines as they come, which is what releases credit
     const credit = await agent.next("credit");
     expect(credit).toMatchObject({ re: req.id });
     expect(credit.n as number).toBeGreaterThanOrEqual(INITIAL_CREDIT);

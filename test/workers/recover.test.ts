@@ -43,9 +43,7 @@ describe("waking after a control plane restart", () => {
     expect(s.woke.alarm).toBe(s.t0 + 3 * 1000); // three heartbeat intervals, as half-open detection
     expect((await s.get()).state).toBe("running");
 
-    const agent = await TestAgent.connect(s.environment.id, s.agentToken);
-    agent.hello();
-    await agent.next("welcome");
+    const agent = await TestAgent.ready(s.environment.id, s.agentToken);
     expect(await s.get()).toMatchObject({ state: "running", connected: true });
 
     // The check comes and finds the agent.

@@ -21,9 +21,7 @@ const b64 = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes));
 async function agentWithBundle(org: string, bundle: Uint8Array, o: { lie?: boolean } = {}) {
   const token = await userToken({ org, role: "admin" });
   const { environment, agentToken } = await createEnvironment(token, "snap");
-  const agent = await TestAgent.connect(environment.id, agentToken);
-  agent.hello();
-  await agent.next("welcome");
+  const agent = await TestAgent.ready(environment.id, agentToken);
   const commit = "a".repeat(40);
   let seq = 0;
   let running = true;

@@ -93,9 +93,7 @@ describe("the spawn scope on the agent token", () => {
   it("a connected agent is handed the token that carries the new scope over its link", async () => {
     const admin = await userToken({ org: "scope-4" });
     const parent = await createEnvironment(admin, "linked");
-    const agent = await TestAgent.connect(parent.environment.id, parent.agentToken);
-    agent.hello();
-    await agent.next("welcome");
+    const agent = await TestAgent.ready(parent.environment.id, parent.agentToken);
     const answer = put(admin, "linked", { maxChildren: 1 });
     const req = (await agent.next("request")) as { id: string; op: string; params: { token: string } };
     expect(req.op).toBe("token.renew");
