@@ -131,5 +131,18 @@ export function integer(value: string | undefined, what: string, min = 0): numbe
   return Number(value);
 }
 
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** A lifetime in seconds from `--ttl`: whole seconds (`3600`) or a number with a unit (`90m`, `12h`, `7d`). */
+export function duration(value: string | undefined, what: string, limits: { min: number; max: number }): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+)([smhd]?)$/.exec(value);
+  const seconds = m ? Number(m[1]) * UNIT_SECONDS[m[2] || "s"]! : NaN;
+  if (!(seconds >= limits.min && seconds <= limits.max)) {
+    throw new UsageError(`${what} must be seconds or a number with s, m, h or d (e.g. 7d), from ${limits.min} s to ${limits.max} s, not '${value}'`);
+  }
+  return seconds;
+}
+
 export const str = (v: Values[string]): string | undefined => (typeof v === "string" ? v : undefined);
 export const list = (v: Values[string]): string[] | undefined => (Array.isArray(v) ? v : undefined);

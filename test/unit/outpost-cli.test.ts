@@ -8,6 +8,7 @@ import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { ApiError } from "@outpost/client";
 import { runCli, type Runtime } from "../../cli/src/cli.js";
+import { duration } from "../../cli/src/command.js";
 import { COMMANDS } from "../../cli/src/commands/index.js";
 import { exitCodeOf } from "../../cli/src/commands/exec.js";
 import { location } from "../../cli/src/commands/files.js";
@@ -79,6 +80,48 @@ describe("usage errors exit 2 and say what to do", () => {
     const state = await cli(["env", "list", "--state", "sleeping"], { OUTPOST_URL: "http://x", OUTPOST_TOKEN: "t" });
     expect(state.code).toBe(2);
     expect(state.stderr).toContain("States: created, starting, running");
+  });
+});
+
+describe("options hold what their help says", () => {
+  /** Nothing listens on port 9: an option the CLI accepts gets as far as the network and fails there (exit 1). */
+  const unreachable = { OUTPOST_URL: "http://127.0.0.1:9", OUTPOST_TOKEN: "t" };
+  const help = async (name: string) => (await cli([...name.split(" "), "--help"])).stdout;
+
+  it("tokens host --ttl: seconds or 30d/12h/90m, one year by default, at most five years", async () => {
+    expect(await help("tokens host")).toMatch(/--ttl DURATION .*default one year, 365 days; at most five years, 1825 days; at least 60 s/);
+    expect(duration("3600", "--ttl", { min: 60, max: 86400 })).toBe(3600);
+    expect(duration("7d", "--ttl", { min: 60, max: 8 * 86400 })).toBe(7 * 86400);
+    expect(duration("90m", "--ttl", { min: 60, max: 86400 })).toBe(5400);
+    expect(duration("12h", "--ttl", { min: 60, max: 86400 })).toBe(43200);
+    for (const bad of ["1826d", "59", "7w", "1.5d", "0d", ""]) {
+      const r = await cli(["tokens", "host", "box", "--ttl", bad], unreachable);
+      expect(r.code, bad).toBe(2);
+      expect(r.stderr).toContain("--ttl must be seconds or a number with s, m, h or d");
+    }
+    expect((await cli(["tokens", "host", "box", "--ttl", "1825d"], unreachable)).stderr).toContain("cannot reach the control plane");
+  });
+
+  it("routes set --ack-timeout-ms and --max-hops: their defaults and limits, as the API's routing schema has them", async () => {
+    const text = await help("routes set");
+    expect(text).toMatch(/--ack-timeout-ms MS .*default 10000; 10 to 600000/);
+    expect(text).toMatch(/--max-hops N .*default 8, at most 32/);
+    for (const [flag, bad] of [["--ack-timeout-ms", "9"], ["--ack-timeout-ms", "600001"], ["--ack-timeout-ms", "soon"], ["--max-hops", "33"], ["--max-hops", "0"]] as const) {
+      const r = await cli(["routes", "set", "web", "--rule", "exec=gpu", flag, bad], unreachable);
+      expect(r.code, `${flag} ${bad}`).toBe(2);
+      expect(r.stderr).toContain(flag);
+    }
+    expect((await cli(["routes", "set", "web", "--ack-timeout-ms", "600000", "--max-hops", "32"], unreachable)).stderr).toContain("cannot reach the control plane");
+  });
+
+  it("numbers with a server-side limit say it in their help", async () => {
+    expect(await help("exec")).toMatch(/--timeout MS .*default 60000, a minute; at most 86400000, a day/);
+    expect(await help("forward")).toMatch(/--timeout MS .*at most 86400000/);
+    expect(await help("children scope")).toMatch(/--max-children N .*default 4, at most 1000/);
+    expect(await help("children scope")).toMatch(/--max-depth N .*default 1, at most 16/);
+    expect(await help("ls")).toMatch(/--max N .*default 10000, at most 100000/);
+    expect(await help("runs list")).toMatch(/--limit N .*default 100, at most 500/);
+    expect(await help("logs")).toMatch(/--tail N .*at most 10000/);
   });
 });
 

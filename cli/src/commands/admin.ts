@@ -1,4 +1,5 @@
-import { integer, list, pairs, str, type Command } from "../command.js";
+import { lifetimeText, TOKEN_LIFETIME } from "@outpost/protocol";
+import { duration, list, pairs, str, type Command } from "../command.js";
 import { UsageError } from "../errors.js";
 import { ago, json, print, table } from "../output.js";
 
@@ -9,13 +10,17 @@ const hostToken = (name: string, summary: string): Command => ({
   description: "Prints the token once; start the host with\n  npx outpost-agent host --url URL --token TOKEN",
   options: {
     providers: { type: "string", value: "ID,ID", description: "the only providers it may offer" },
-    ttl: { type: "string", value: "SECONDS", description: "how long it lasts (default one year)" },
+    ttl: {
+      type: "string",
+      value: "DURATION",
+      description: `how long it lasts: seconds, or 90m, 12h, 30d (default one year, ${lifetimeText(TOKEN_LIFETIME.host.defaultSeconds)}; at most five years, ${lifetimeText(TOKEN_LIFETIME.host.maxSeconds)}; at least 60 s)`,
+    },
   },
   json: true,
   positionals: { min: 1, max: 1 },
   async run(ctx, [hostName], v) {
     const providers = str(v.providers)?.split(",").filter(Boolean);
-    const r = await ctx.client().createHostToken({ name: hostName!, providers, ttlSeconds: integer(str(v.ttl), "--ttl", 60) });
+    const r = await ctx.client().createHostToken({ name: hostName!, providers, ttlSeconds: duration(str(v.ttl), "--ttl", { min: 60, max: TOKEN_LIFETIME.host.maxSeconds }) });
     print(ctx, r, () => r.token);
   },
 });

@@ -1,4 +1,4 @@
-import type { ForwardBody, Target } from "@outpost/protocol";
+import { ACK_TIMEOUT_LIMITS_MS, DEFAULT_ACK_TIMEOUT_MS, DEFAULT_MAX_HOPS, MAX_HOPS_LIMIT, type ForwardBody, type Target } from "@outpost/protocol";
 import type { z } from "zod";
 import { integer, list, pairs, str, type Command, type Context } from "../command.js";
 import { UsageError } from "../errors.js";
@@ -73,7 +73,7 @@ export const chainingCommands: Command[] = [
       type: { type: "string", value: "TYPE", description: "the request type the rules match (default exec)" },
       cwd: { type: "string", value: "DIR", description: "working directory, relative to the workspace" },
       env: { type: "string", short: "e", multiple: true, value: "K=V", description: "an environment variable for the command" },
-      timeout: { type: "string", value: "MS", description: "kill it after MS milliseconds" },
+      timeout: { type: "string", value: "MS", description: "kill it after MS milliseconds (at most 86400000, a day)" },
       shell: { type: "boolean", description: "run COMMAND (one string) with /bin/sh -c" },
     },
     json: true,
@@ -109,6 +109,7 @@ export const chainingCommands: Command[] = [
           `allow from    ${r.gateway.allowFrom.join(", ") || "-"}`,
           `capabilities  ${r.gateway.capabilities.join(", ") || "-"}`,
           `max hops      ${r.routing.maxHops}`,
+          `ack timeout   ${r.routing.ackTimeoutMs} ms`,
           ...r.routing.rules.map((rule) => `route         ${rule.match} → ${rule.to === "local" ? "local" : show(rule.to)}`),
         ].join("\n"),
       );
@@ -144,16 +145,26 @@ export const chainingCommands: Command[] = [
     args: "ENV",
     options: {
       rule: { type: "string", multiple: true, value: "MATCH=TO", description: "MATCH: exec, files, runs, a custom type, type:action or *; TO: local, an environment, or capability:NAME" },
-      "max-hops": { type: "string", value: "N", description: "the hop limit for requests it originates" },
+      "max-hops": { type: "string", value: "N", description: `the hop limit for requests it originates (default ${DEFAULT_MAX_HOPS}, at most ${MAX_HOPS_LIMIT})` },
+      "ack-timeout-ms": {
+        type: "string",
+        value: "MS",
+        description: `how long the agent that runs work it originates has to acknowledge it (default ${DEFAULT_ACK_TIMEOUT_MS}; ${ACK_TIMEOUT_LIMITS_MS.min} to ${ACK_TIMEOUT_LIMITS_MS.max})`,
+      },
     },
+    description: "Replaces the rules, the hop limit and the acknowledgement timeout together: an option left out takes its default.",
     json: true,
     positionals: { min: 1, max: 1 },
-    examples: ["outpost routes set builder --rule exec=gpu-box --rule 'files=local'"],
+    examples: ["outpost routes set builder --rule exec=gpu-box --rule 'files=local'", "outpost routes set builder --rule exec=capability:gpu --ack-timeout-ms 30000"],
     async run(ctx, [ref], v) {
       ctx.about(ref!);
       const rules = Object.entries(pairs(list(v.rule), "--rule") ?? {}).map(([match, to]) => ({ match, to: to === "local" ? ("local" as const) : target(to) }));
-      const routing = await ctx.client().setRoutes(ref!, { rules, maxHops: integer(str(v["max-hops"]), "--max-hops", 1) });
-      print(ctx, { routing }, () => `${ref}: ${routing.rules.length} rule${routing.rules.length === 1 ? "" : "s"}, at most ${routing.maxHops} hops`);
+      const maxHops = integer(str(v["max-hops"]), "--max-hops", 1);
+      if (maxHops !== undefined && maxHops > MAX_HOPS_LIMIT) throw new UsageError(`--max-hops may be at most ${MAX_HOPS_LIMIT}`);
+      const ackTimeoutMs = integer(str(v["ack-timeout-ms"]), "--ack-timeout-ms", ACK_TIMEOUT_LIMITS_MS.min);
+      if (ackTimeoutMs !== undefined && ackTimeoutMs > ACK_TIMEOUT_LIMITS_MS.max) throw new UsageError(`--ack-timeout-ms may be at most ${ACK_TIMEOUT_LIMITS_MS.max}`);
+      const routing = await ctx.client().setRoutes(ref!, { rules, maxHops, ackTimeoutMs });
+      print(ctx, { routing }, () => `${ref}: ${routing.rules.length} rule${routing.rules.length === 1 ? "" : "s"}, at most ${routing.maxHops} hops, acknowledged within ${routing.ackTimeoutMs} ms`);
     },
   },
 ];

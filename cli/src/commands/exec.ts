@@ -35,7 +35,7 @@ export const execCommand: Command = {
   options: {
     cwd: { type: "string", value: "DIR", description: "working directory, relative to the workspace" },
     env: { type: "string", short: "e", multiple: true, value: "K=V", description: "an environment variable for the command" },
-    timeout: { type: "string", value: "MS", description: "kill it after MS milliseconds" },
+    timeout: { type: "string", value: "MS", description: "kill it after MS milliseconds (default 60000, a minute; at most 86400000, a day)" },
     shell: { type: "boolean", description: "run COMMAND (one string) with /bin/sh -c" },
     stdin: { type: "boolean", short: "i", description: "send outpost's stdin to the command (read fully first, at most 12 MiB)" },
   },

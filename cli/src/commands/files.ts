@@ -134,7 +134,7 @@ export const fileCommands: Command[] = [
     args: "ENV [PATH]",
     options: {
       recursive: { type: "boolean", short: "r", description: "the whole tree" },
-      max: { type: "string", value: "N", description: "at most N entries" },
+      max: { type: "string", value: "N", description: "at most N entries (default 10000, at most 100000)" },
     },
     json: true,
     read: true,
@@ -153,7 +153,7 @@ export const fileCommands: Command[] = [
     name: "diff",
     summary: "What changed in the workspace: against git HEAD, or against the workspace as the agent first saw it",
     args: "ENV",
-    options: { "max-file-bytes": { type: "string", value: "N", description: "skip the text of files larger than N bytes" } },
+    options: { "max-file-bytes": { type: "string", value: "N", description: "skip the text of files larger than N bytes (default 262144, 256 KiB; at most 16 MiB)" } },
     json: true,
     read: true,
     positionals: { min: 1, max: 1 },

@@ -2,7 +2,7 @@ import type { Thread } from "@outpost/protocol";
 import { integer, str, type Command } from "../command.js";
 import { ago, print, table } from "../output.js";
 
-const limit = { limit: { type: "string" as const, value: "N", description: "at most N" } };
+const limit = { limit: { type: "string" as const, value: "N", description: "at most N (default 100, at most 500)" } };
 const threadRows = (threads: Thread[]) =>
   table(threads.map((t) => ({ id: t.id, title: t.title ?? "-", objective: t.objectiveId ?? "-", parent: t.parentThreadId ?? "-", created: ago(t.createdAt) })), ["id", "title", "objective", "parent", "created"]);
 

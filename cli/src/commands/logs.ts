@@ -52,7 +52,7 @@ export const logsCommand: Command = {
     follow: { type: "boolean", short: "f", description: "keep printing new events as they happen" },
     after: { type: "string", value: "SEQ", description: "only events after this seq" },
     limit: { type: "string", value: "N", description: "without -f: at most N events (default 1000)" },
-    tail: { type: "string", value: "N", description: "with -f: start with at most the newest N events (0: only new ones)" },
+    tail: { type: "string", value: "N", description: "with -f: start with at most the newest N events (0: only new ones; at most 10000)" },
   },
   json: true,
   read: true,

@@ -28,7 +28,7 @@ export const runCommands: Command[] = [
     name: "runs list",
     summary: "An environment's runs, newest first",
     args: "ENV",
-    options: { limit: { type: "string", value: "N", description: "at most N (default 100)" } },
+    options: { limit: { type: "string", value: "N", description: "at most N (default 100, at most 500)" } },
     json: true,
     read: true,
     positionals: { min: 1, max: 1 },

@@ -99,7 +99,7 @@ export const snapshotCommands: Command[] = [
     options: {
       env: { type: "string", value: "ENV", description: "taken in this environment" },
       thread: { type: "string", value: "ID", description: "on this thread" },
-      limit: { type: "string", value: "N", description: "at most N" },
+      limit: { type: "string", value: "N", description: "at most N (default 100, at most 500)" },
     },
     json: true,
     read: true,
