@@ -57,6 +57,7 @@ import {
   Objective,
   Run,
   SpawnGrant,
+  SpawnScopeResponse,
   Thread,
   type CreateObjectiveBody,
   type CreateThreadBody,
@@ -428,9 +429,13 @@ export class Client {
     return (await this.call(SpawnScope, "GET", `${env(idOrName)}/spawn`)).spawn;
   }
 
-  /** Grants the scope (maxChildren, maxDepth, providers, capabilities), or withdraws it with null (admin); the connected agent is handed a token that carries it. */
-  async setSpawnScope(idOrName: string, spawn: z.input<typeof SpawnGrant> | null) {
-    return (await this.call(SpawnScope, "PUT", `${env(idOrName)}/spawn`, { json: { spawn } })).spawn;
+  /**
+   * Grants the scope (maxChildren, maxDepth, providers, capabilities), or withdraws it with null (admin).
+   * Answers `{ spawn, agentToken, delivered }`: the agent token that carries the scope, and whether the
+   * connected agent was handed it (when not, start the environment's agent with that token).
+   */
+  setSpawnScope(idOrName: string, spawn: z.input<typeof SpawnGrant> | null) {
+    return this.call(SpawnScopeResponse, "PUT", `${env(idOrName)}/spawn`, { json: { spawn } });
   }
 
   /** The environment and every environment below it, as a tree. */

@@ -1,4 +1,4 @@
-import type { EnvironmentTreeNode } from "@outpost/protocol";
+import type { EnvironmentTreeNode, SpawnGrant } from "@outpost/protocol";
 import { integer, str, type Command } from "../command.js";
 import { UsageError } from "../errors.js";
 import { print } from "../output.js";
@@ -9,6 +9,12 @@ const csv = (v: string | undefined) => v?.split(",").filter(Boolean);
 export function treeLines(node: EnvironmentTreeNode, depth = 0): string[] {
   const line = `${"  ".repeat(depth)}${node.name} (${node.id}) ${node.state} ${node.provider}${node.keep ? " keep" : ""}`;
   return [line, ...node.children.flatMap((c) => treeLines(c, depth + 1))];
+}
+
+function scopeText(ref: string, spawn: SpawnGrant | null): string {
+  return spawn
+    ? `${ref}: up to ${spawn.maxChildren} children, depth ${spawn.maxDepth}; providers ${spawn.providers?.join(", ") ?? "any"}; capabilities ${spawn.capabilities?.join(", ") ?? "any"}`
+    : `${ref} may not spawn children (grant it with --max-children N)`;
 }
 
 export const childrenCommands: Command[] = [
@@ -29,10 +35,11 @@ export const childrenCommands: Command[] = [
     name: "children scope",
     summary: "Show, grant (admin) or withdraw (--none) an environment's scope to spawn children",
     args: "ENV",
-    description: "Without options, shows the scope. With any of them, grants it; the child may use only the providers and capabilities listed (absent: any).",
+    description:
+      "Without options, shows the scope. With any of them, grants it; the child may use only the providers and capabilities listed (absent: any).\nGranting or withdrawing prints the environment's new agent token, which carries the scope: the connected agent is handed it; an agent started later needs it (--json: { spawn, agentToken, delivered }).",
     options: {
-      "max-children": { type: "string", value: "N", description: "children it may have at once (default 4)" },
-      "max-depth": { type: "string", value: "N", description: "1: children only; 2: they may spawn their own; … (default 1)" },
+      "max-children": { type: "string", value: "N", description: "children it may have at once (default 4, at most 1000)" },
+      "max-depth": { type: "string", value: "N", description: "1: children only; 2: they may spawn their own; … (default 1, at most 16)" },
       providers: { type: "string", value: "ID,ID", description: "providers a child may use" },
       capabilities: { type: "string", value: "CAP,CAP", description: "capabilities a child may require" },
       none: { type: "boolean", description: "withdraw the scope" },
@@ -45,22 +52,23 @@ export const childrenCommands: Command[] = [
       const grants = ["max-children", "max-depth", "providers", "capabilities"].some((k) => v[k] !== undefined);
       if (v.none === true && grants) throw new UsageError("children scope: --none takes no other option");
       const c = ctx.client();
-      const spawn =
+      if (v.none !== true && !grants) {
+        const spawn = await c.getSpawnScope(ref!);
+        return print(ctx, { spawn }, () => scopeText(ref!, spawn));
+      }
+      const r = await c.setSpawnScope(
+        ref!,
         v.none === true
-          ? await c.setSpawnScope(ref!, null)
-          : grants
-            ? await c.setSpawnScope(ref!, {
-                maxChildren: integer(str(v["max-children"]), "--max-children", 1),
-                maxDepth: integer(str(v["max-depth"]), "--max-depth", 1),
-                providers: csv(str(v.providers)),
-                capabilities: csv(str(v.capabilities)),
-              })
-            : await c.getSpawnScope(ref!);
-      print(ctx, { spawn }, () =>
-        spawn
-          ? `${ref}: up to ${spawn.maxChildren} children, depth ${spawn.maxDepth}; providers ${spawn.providers?.join(", ") ?? "any"}; capabilities ${spawn.capabilities?.join(", ") ?? "any"}`
-          : `${ref} may not spawn children (grant it with --max-children N)`,
+          ? null
+          : {
+              maxChildren: integer(str(v["max-children"]), "--max-children", 1),
+              maxDepth: integer(str(v["max-depth"]), "--max-depth", 1),
+              providers: csv(str(v.providers)),
+              capabilities: csv(str(v.capabilities)),
+            },
       );
+      print(ctx, r, () => `${scopeText(ref!, r.spawn)}\nagent token: ${r.agentToken}`);
+      if (!ctx.json) ctx.note(r.delivered ? "the connected agent was handed this token" : "no agent is connected: start the environment's agent with this token");
     },
   },
   {
