@@ -1,6 +1,8 @@
 /**
  * The typed client and the `outpost` CLI against the real Worker (wrangler dev) with a real
  * provider-agent: the CLI runs as its built bundle in a child process, exactly as `npx outpost`.
+ * Each test sets up what it needs (the shared environments are made once, by whichever test asks
+ * first), so any one of them runs alone (`-t`) or in another order.
  */
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -13,16 +15,13 @@ import { ApiError, Client, queryTokenWebSocket } from "@outpost/client";
 import type { ExecStreamLine } from "@outpost/protocol";
 import { COMMANDS } from "../../cli/src/commands/index.js";
 import { ROOT } from "../../scripts/lib/dev-vars.js";
-import { startHarness, unlessExited, type Harness } from "./helpers.js";
+import { decodeJwt } from "jose";
+import { exitWithin, startHarness, unlessExited, type Harness } from "./helpers.js";
 
 let h: Harness;
 let bundle = "";
-let id = "";
-let runId = "";
-let snapId = "";
-let objectiveId = "";
-let threadId = "";
 const NAME = "cli-e2e";
+const OTHER = `${NAME}-b`;
 
 interface Ran {
   code: number | null;
@@ -58,6 +57,24 @@ const parsed = (r: Ran) => {
   return JSON.parse(r.stdout.toString("utf8")) as Record<string, any>;
 };
 
+/** Made on first use and shared after; a failure is remembered, so later tests fail with it too. */
+function once<T>(make: () => Promise<T>): () => Promise<T> {
+  let made: Promise<T> | undefined;
+  return () => (made ??= make());
+}
+
+/** Creates an environment with `outpost env create --json`, starts its agent and waits until it is running. */
+async function runningEnvironment(name: string, extra: string[] = []) {
+  const created = parsed(await outpost(["env", "create", name, "--provider", "local", ...extra, "--json"], { env: admin() }));
+  const { workspace } = await h.workspace();
+  const agent = h.agent({ token: created.agentToken, workspace });
+  await h.admin.waitForEnvironment(created.environment.id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
+  return { created, id: created.environment.id as string, workspace, agent };
+}
+/** The environment most tests work in, and a second one for forwarding, snapshots and merges. */
+const primary = once(() => runningEnvironment(NAME, ["--metadata", "team=cli"]));
+const second = once(() => runningEnvironment(OTHER));
+
 beforeAll(async () => {
   h = await startHarness();
   bundle = join(h.dir, "outpost.js");
@@ -71,12 +88,8 @@ afterAll(async () => {
 // Each CLI call is a fresh node process loading the bundle: on a loaded machine a test of ten calls takes a while.
 describe("the outpost CLI and the typed client, against the real Worker and agent", { timeout: 240_000 }, () => {
   it("env create --json creates an environment; its agent makes it running", async () => {
-    const created = parsed(await outpost(["env", "create", NAME, "--provider", "local", "--metadata", "team=cli", "--json"], { env: admin() }));
+    const { created, id } = await primary();
     expect(created.environment).toMatchObject({ name: NAME, provider: "local", state: "created", metadata: { team: "cli" } });
-    id = created.environment.id;
-    const { workspace } = await h.workspace();
-    const agent = h.agent({ token: created.agentToken, workspace });
-    await h.admin.waitForEnvironment(id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
 
     const list = parsed(await outpost(["env", "list", "--json"], { env: admin() }));
     expect(list.environments.map((e: { id: string }) => e.id)).toContain(id);
@@ -87,6 +100,7 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("exec streams stdout and stderr and passes the command's exit code through", async () => {
+    await primary();
     const r = await outpost(["exec", NAME, "--", "sh", "-c", "echo out; echo err >&2; exit 7"], { env: admin() });
     expect(r.code).toBe(7);
     expect(r.stdout.toString()).toBe("out\n");
@@ -102,6 +116,7 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("put then cat round-trips bytes exactly; cp copies both ways and within the workspace", async () => {
+    await primary();
     const data = randomBytes(700 * 1024 + 3); // several 256 KiB chunks and a ragged end
     const local = join(h.dir, "blob.bin");
     writeFileSync(local, data);
@@ -128,8 +143,9 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("runs create/get/list/cancel", async () => {
+    await primary();
     const created = parsed(await outpost(["runs", "create", NAME, "--json", "-m", "hello run", "--", "sh", "-c", "cat; sleep 30"], { env: admin() }));
-    runId = created.run.id as string;
+    const runId = created.run.id as string;
     expect(runId).toMatch(/^run_/);
     const list = parsed(await outpost(["runs", "list", NAME, "--json"], { env: admin() }));
     expect(list.runs.map((r: { id: string }) => r.id)).toContain(runId);
@@ -140,6 +156,8 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("logs shows the event log; logs -f follows new events live until Ctrl-C", async () => {
+    await primary();
+    await h.admin.writeFile(NAME, "notes/logged.txt", "logged");
     const all = parsed(await outpost(["logs", NAME, "--json"], { env: admin() }));
     const types = (all.events as Array<{ type: string }>).map((e) => e.type);
     expect(types).toEqual(expect.arrayContaining(["file.write"]));
@@ -153,7 +171,7 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     const closed = new Promise<number | null>((r) => child.on("close", r));
     try {
-      await h.admin.writeFile(id, "notes/live.txt", "live");
+      await h.admin.writeFile(NAME, "notes/live.txt", "live");
       const deadline = Date.now() + 20_000;
       while (!out.includes("notes/live.txt") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       const lines = out.trim().split("\n").map((l) => JSON.parse(l) as { seq: number; type: string; data: Record<string, unknown> });
@@ -193,6 +211,7 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("reads its URL and token from a profile file (--profile), flags winning over it", async () => {
+    const { id } = await primary();
     const profile = join(h.dir, "profile.json");
     writeFileSync(profile, JSON.stringify({ url: h.cp.url, token: h.admin.token }));
     const r = await outpost(["env", "get", NAME, "--json", "--profile", profile]);
@@ -209,6 +228,7 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("client: execStream yields started, output pieces and the exit, in order", async () => {
+    await primary();
     const client = new Client(h.cp.url, h.admin.token);
     const lines: ExecStreamLine[] = [];
     for await (const line of client.execStream(NAME, { command: ["sh", "-c", "echo a; echo b >&2; exit 4"] })) lines.push(line);
@@ -220,6 +240,7 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("client: streamEvents replays after a seq then delivers live events; refusals are ApiErrors", async () => {
+    await primary();
     const client = new Client(h.cp.url, h.admin.token, { webSocket: (url, headers) => new WebSocket(url, { headers }) });
     const page = await client.listEvents(NAME, { limit: 1000 });
     const from = page.events.at(-3)?.seq ?? 0;
@@ -248,11 +269,10 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("forward (chained exec): a command runs in another environment through this one; output and exit code come back", async () => {
-    const other = `${NAME}-b`;
-    const created = parsed(await outpost(["env", "create", other, "--provider", "local", "--json"], { env: admin() }));
-    const { workspace } = await h.workspace();
-    const agent = h.agent({ token: created.agentToken, workspace });
-    await h.admin.waitForEnvironment(other, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
+    await primary();
+    const { workspace } = await second();
+    const other = OTHER;
+    await outpost(["gateway", "set", other, "--closed"], { env: admin() });
 
     const closed = await outpost(["forward", NAME, "--to", other, "--", "true"], { env: admin() });
     expect(closed.code).toBe(1);
@@ -273,16 +293,24 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     expect(lines.at(-1)).toMatchObject({ type: "exit", exitCode: 0 });
     expect(lines.at(-1)?.route?.length).toBe(2);
 
-    parsed(await outpost(["routes", "set", NAME, "--rule", `exec=${other}`, "--json"], { env: admin() }));
+    const set = parsed(await outpost(["routes", "set", NAME, "--rule", `exec=${other}`, "--ack-timeout-ms", "15000", "--json"], { env: admin() }));
+    expect(set.routing).toMatchObject({ rules: [{ match: "exec", to: other }], maxHops: 8, ackTimeoutMs: 15_000 });
     const byRule = await outpost(["forward", NAME, "--", "sh", "-c", "exit 9"], { env: admin() });
     expect(byRule.code, byRule.stderr).toBe(9);
     const got = parsed(await outpost(["gateway", "get", NAME, "--json"], { env: admin() }));
-    expect(got.routing.rules).toEqual([{ match: "exec", to: other }]);
+    expect(got.routing).toMatchObject({ rules: [{ match: "exec", to: other }], ackTimeoutMs: 15_000 });
+    expect((await outpost(["gateway", "get", NAME], { env: admin() })).stdout.toString()).toMatch(/^ack timeout\s+15000 ms$/m);
+    const refused = await outpost(["routes", "set", NAME, "--ack-timeout-ms", "5"], { env: admin() });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("--ack-timeout-ms must be a whole number of at least 10");
   });
 
   it("snapshots: create, export -o (downloaded, sha256 checked), list, and import into another environment", async () => {
+    const { id } = await primary();
+    await second();
+    await h.admin.writeFile(NAME, "notes/hi.txt", "hi\n");
     const created = parsed(await outpost(["snapshots", "create", NAME, "-m", "from the cli", "--json"], { env: admin(), timeoutMs: 60_000 }));
-    snapId = created.snapshot.id as string;
+    const snapId = created.snapshot.id as string;
     expect(created.snapshot).toMatchObject({ environmentId: id, message: "from the cli" });
     const file = join(h.dir, "snap.bundle");
     const exported = parsed(await outpost(["snapshots", "export", snapId, "-o", file, "--json"], { env: admin(), timeoutMs: 60_000 }));
@@ -291,7 +319,7 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     expect(createHash("sha256").update(bytes).digest("hex")).toBe(exported.export.sha256);
     const list = parsed(await outpost(["snapshots", "list", "--env", id, "--json"], { env: admin() }));
     expect(list.snapshots.map((x: { id: string }) => x.id)).toContain(snapId);
-    const other = `${NAME}-b`;
+    const other = OTHER;
     const imported = parsed(await outpost(["snapshots", "import", snapId, other, "--json"], { env: admin(), timeoutMs: 60_000 }));
     expect(imported.import).toMatchObject({ snapshotId: snapId, strategy: "replace", conflicts: [] });
     const cat = await outpost(["cat", other, "notes/hi.txt"], { env: admin() });
@@ -310,10 +338,11 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("objectives and threads: created, then a snapshot on the thread is listed under it", async () => {
-    objectiveId = parsed(await outpost(["objectives", "create", "cli objective", "-d", "from the e2e test", "--json"], { env: admin() })).objective.id;
+    await primary();
+    const objectiveId = parsed(await outpost(["objectives", "create", "cli objective", "-d", "from the e2e test", "--json"], { env: admin() })).objective.id;
     const created = await outpost(["threads", "create", "--objective", objectiveId, "--title", "cli thread"], { env: admin() });
     expect(created.code, created.stderr).toBe(0);
-    threadId = created.stdout.toString().trim();
+    const threadId = created.stdout.toString().trim();
     expect(threadId).toMatch(/^thr_/);
     const snap = parsed(await outpost(["snapshots", "create", NAME, "--thread", threadId, "-m", "on the thread", "--json"], { env: admin(), timeoutMs: 60_000 }));
     const shown = await outpost(["threads", "get", threadId], { env: admin() });
@@ -322,6 +351,13 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("every read command prints JSON with --json: the API's own record, under its key", async () => {
+    // What the reads read, made here: a run, a snapshot, an objective with a thread.
+    await primary();
+    const client = new Client(h.cp.url, h.admin.token);
+    const runId = (await client.createRun(NAME, { agent: { command: ["true"] } })).id;
+    const snapId = (await client.createSnapshot({ environment: NAME, message: "for --json" })).id;
+    const objectiveId = (await client.createObjective({ title: "json objective" })).id;
+    const threadId = (await client.createThread({ objectiveId, title: "json thread" })).id;
     /** The arguments each read command gets here and the key its JSON must have; a new read command must be added. */
     const cases: Record<string, { args: string[]; key: string }> = {
       "env list": { args: [], key: "environments" },
@@ -355,6 +391,8 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("client: objectives and threads, a snapshot's narrative, diff and merge, the spawn scope and children", async () => {
+    await primary();
+    await second();
     const client = new Client(h.cp.url, h.admin.token);
     const objective = await client.createObjective({ title: "ship the cli" });
     const thread = await client.createThread({ objectiveId: objective.id, title: "first try" });
@@ -366,24 +404,35 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     const snap = await client.createSnapshot({ environment: NAME, threadId: thread.id, message: "for the thread", export: { format: "bundle" } });
     expect((await client.getThread(thread.id)).snapshots.map((x) => x.id)).toEqual([snap.id]);
     expect(await client.getSnapshotNarrative(snap.id)).toMatchObject({ objective: { id: objective.id } });
-    const other = `${NAME}-b`;
+    const other = OTHER;
     const patch = await client.diffSnapshots({ from: { environment: other }, to: { snapshotId: snap.id } });
     expect(patch).toContain("notes/merged.txt");
     const merged = await client.mergeSnapshot({ into: other, from: { snapshotId: snap.id } });
     expect(merged.import.conflicts).toEqual([]);
     expect(new TextDecoder().decode(await client.readFile(other, "notes/merged.txt"))).toBe("merged\n");
 
+    expect(await client.setSpawnScope(NAME, null)).toMatchObject({ spawn: null, agentToken: expect.any(String), delivered: true });
     expect(await client.getSpawnScope(NAME)).toBeNull();
-    expect(await client.setSpawnScope(NAME, { maxChildren: 1 })).toMatchObject({ maxChildren: 1, maxDepth: 1 });
+    const granted = await client.setSpawnScope(NAME, { maxChildren: 1 });
+    expect(granted).toMatchObject({ spawn: { maxChildren: 1, maxDepth: 1 }, delivered: true });
+    expect(decodeJwt(granted.agentToken)).toMatchObject({ spawn: { maxChildren: 1 } });
     const child = await client.spawnChild(NAME, { name: `${NAME}-kid`, provider: "local" });
     await expect(client.spawnChild(NAME, { name: `${NAME}-kid2`, provider: "local" })).rejects.toMatchObject({ status: 409 });
     expect((await client.getChildren(NAME)).children.map((c) => c.id)).toEqual([child.environment.id]);
     expect((await client.closeChild(NAME, child.environment.id)).state).toBe("archived");
   });
 
-  it("children: a granted scope, a child spawned and shown in the tree, then closed", async () => {
+  it("children: a granted scope (and the agent token carrying it), a child spawned and shown in the tree, then closed", async () => {
+    const { id } = await primary();
     const scope = parsed(await outpost(["children", "scope", NAME, "--max-children", "2", "--providers", "local", "--json"], { env: admin() }));
     expect(scope.spawn).toMatchObject({ maxChildren: 2, maxDepth: 1, providers: ["local"] });
+    expect(scope.delivered).toBe(true);
+    expect(decodeJwt(scope.agentToken as string)).toMatchObject({ sub: id, spawn: { maxChildren: 2, providers: ["local"] } });
+    const text = await outpost(["children", "scope", NAME, "--max-children", "2", "--providers", "local"], { env: admin() });
+    expect(text.code, text.stderr).toBe(0);
+    const printed = /^agent token: (\S+)$/m.exec(text.stdout.toString())?.[1];
+    expect(decodeJwt(printed!)).toMatchObject({ sub: id, spawn: { maxChildren: 2 } });
+    expect(text.stderr).toContain("the connected agent was handed this token");
     const refused = await outpost(["children", "spawn", NAME, `${NAME}-docker`, "--provider", "docker"], { env: admin() });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/HTTP 403/);
@@ -398,9 +447,12 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   });
 
   it("env stop and env rm change its state; the agent is told and exits", async () => {
-    const stopped = parsed(await outpost(["env", "stop", NAME, "--json"], { env: admin(), timeoutMs: 40_000 }));
+    const name = `${NAME}-stop`;
+    const { agent } = await runningEnvironment(name);
+    const stopped = parsed(await outpost(["env", "stop", name, "--json"], { env: admin(), timeoutMs: 40_000 }));
     expect(stopped.environment.state).toBe("stopped");
-    const removed = parsed(await outpost(["env", "rm", NAME, "--json"], { env: admin() }));
+    expect((await exitWithin(agent)).code).toBe(0);
+    const removed = parsed(await outpost(["env", "rm", name, "--json"], { env: admin() }));
     expect(removed.environment.state).toBe("archived");
   });
 });
