@@ -3,11 +3,10 @@
  * `git diff` per file for the text. Always argv, never a shell; read-only (no optional locks, no
  * fsmonitor hook, no external diff or textconv programs); pathspecs taken literally.
  */
-import { spawn } from "node:child_process";
 import { lstat } from "node:fs/promises";
 import path from "node:path";
 import { AgentError } from "../errors.js";
-import { childEnv } from "./exec.js";
+import { runGit, type GitRun } from "./git-runner.js";
 
 /** The id of git's empty tree: the base of a repository that has no commit yet. */
 export const EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
@@ -21,41 +20,14 @@ export type GitChange = {
   source: "tracked" | "untracked" | "moved";
 };
 
-type GitRun = { code: number | null; stdout: Buffer; truncated: boolean; stderr: string };
-
-/** Runs git in the workspace; keeps at most `maxBytes` of stdout (then stops git) and says so. */
-export function git(workspace: string, args: string[], options: { maxBytes?: number; input?: string } = {}): Promise<GitRun> {
-  const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
-  return new Promise((resolve, reject) => {
-    const child = spawn("git", ["-C", workspace, "-c", "core.fsmonitor=false", "-c", "core.quotePath=false", ...args], {
-      env: { ...childEnv(undefined), GIT_OPTIONAL_LOCKS: "0", GIT_LITERAL_PATHSPECS: "1", GIT_TERMINAL_PROMPT: "0", LC_ALL: "C" },
-      stdio: ["pipe", "pipe", "pipe"],
-      shell: false,
-    });
-    const out: Buffer[] = [];
-    let bytes = 0;
-    let truncated = false;
-    let stderr = "";
-    child.stdout.on("data", (buf: Buffer) => {
-      if (truncated) return;
-      out.push(buf);
-      bytes += buf.length;
-      if (bytes > maxBytes) {
-        truncated = true;
-        child.kill("SIGTERM");
-      }
-    });
-    child.stderr.on("data", (buf: Buffer) => {
-      if (stderr.length < 4096) stderr += buf.toString("utf8");
-    });
-    child.stdin.on("error", () => {});
-    child.stdin.end(options.input);
-    child.on("error", (err) => reject(new AgentError("exec_failed", `could not run git: ${err.message}`)));
-    child.on("close", (code) => {
-      const all = Buffer.concat(out);
-      resolve({ code, stdout: truncated ? all.subarray(0, maxBytes) : all, truncated, stderr: stderr.trim() });
-    });
+/** Runs git in the workspace (see git-runner.ts); keeps at most `maxBytes` of stdout (then stops git) and says so. */
+export async function git(workspace: string, args: string[], options: { maxBytes?: number; input?: string } = {}): Promise<GitRun & { truncated: boolean }> {
+  const r = await runGit(["-C", workspace, "-c", "core.fsmonitor=false", "-c", "core.quotePath=false", ...args], {
+    env: { GIT_OPTIONAL_LOCKS: "0", GIT_LITERAL_PATHSPECS: "1", GIT_TERMINAL_PROMPT: "0", LC_ALL: "C" },
+    maxBytes: options.maxBytes ?? 64 * 1024 * 1024,
+    ...(options.input === undefined ? {} : { input: options.input }),
   });
+  return { ...r, truncated: r.truncated ?? false };
 }
 
 async function gitOk(workspace: string, args: string[], input?: string): Promise<Buffer> {

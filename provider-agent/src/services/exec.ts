@@ -78,8 +78,8 @@ export async function workingDirectory(workspace: string, cwd: string | undefine
   return r.path;
 }
 
-export function childEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+export function childEnv(extra: Record<string, string> | undefined, inherit: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...inherit, ...extra };
   for (const name of PRIVATE_ENV) delete env[name];
   return env;
 }

@@ -3,8 +3,8 @@
  * merge). The snapshot service checks the environment's git once, when it starts, so an old or
  * missing git is one clear error instead of a cryptic one half-way through an import.
  */
-import { spawn } from "node:child_process";
 import { AgentError } from "../errors.js";
+import { runGit } from "./git-runner.js";
 
 export const MIN_GIT_VERSION = [2, 38] as const;
 
@@ -21,21 +21,21 @@ export function isRecentEnough(v: readonly number[], min: readonly number[] = MI
   return true;
 }
 
-/** Runs `<program> --version`; resolves with the version, or fails with what to install. */
-export function requireGit(program = "git", env: NodeJS.ProcessEnv = process.env): Promise<string> {
+/** How long `git --version` may take: it reads nothing, so a hang means something is wrong. */
+const VERSION_TIMEOUT_MS = 15_000;
+
+/** Runs `<program> --version` (with `inherit` as the environment it starts from); resolves with the version, or fails with what to install. */
+export async function requireGit(program = "git", inherit: NodeJS.ProcessEnv = process.env): Promise<string> {
   const want = MIN_GIT_VERSION.join(".");
-  return new Promise((resolve, reject) => {
-    const child = spawn(program, ["--version"], { env, stdio: ["ignore", "pipe", "ignore"], shell: false });
-    let out = "";
-    child.stdout.on("data", (b: Buffer) => (out += b.toString("utf8")));
-    child.on("error", (err) =>
-      reject(new AgentError("invalid_state", `snapshots need git ${want} or newer in the environment, and git could not be run (${err.message}): install git`)),
-    );
-    child.on("close", () => {
-      const v = parseGitVersion(out);
-      if (!v) return reject(new AgentError("invalid_state", `snapshots need git ${want} or newer; \`${program} --version\` said ${JSON.stringify(out.trim().slice(0, 200))}`));
-      if (!isRecentEnough(v)) return reject(new AgentError("invalid_state", `snapshots need git ${want} or newer (merge-tree --write-tree); this environment has git ${v.join(".")}: upgrade git`));
-      resolve(v.join("."));
-    });
-  });
+  let out: string;
+  try {
+    out = (await runGit(["--version"], { program, inherit, timeoutMs: VERSION_TIMEOUT_MS })).stdout.toString("utf8");
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new AgentError("invalid_state", `snapshots need git ${want} or newer in the environment, and git could not be run (${why}): install git`);
+  }
+  const v = parseGitVersion(out);
+  if (!v) throw new AgentError("invalid_state", `snapshots need git ${want} or newer; \`${program} --version\` said ${JSON.stringify(out.trim().slice(0, 200))}`);
+  if (!isRecentEnough(v)) throw new AgentError("invalid_state", `snapshots need git ${want} or newer (merge-tree --write-tree); this environment has git ${v.join(".")}: upgrade git`);
+  return v.join(".");
 }

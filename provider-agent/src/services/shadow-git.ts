@@ -4,13 +4,12 @@
  * never a shell. The user's own repository (`.git` in the workspace) is never read as a
  * repository and never written: git skips any path named `.git` in a work tree.
  */
-import { spawn } from "node:child_process";
 import { lstat } from "node:fs/promises";
 import path from "node:path";
 import { AgentError } from "../errors.js";
-import { childEnv } from "./exec.js";
+import { runGit, type GitRun, type GitRunOptions } from "./git-runner.js";
 
-export type GitRun = { code: number | null; stdout: Buffer; stderr: string };
+export type { GitRun } from "./git-runner.js";
 
 export interface ShadowGitOptions {
   gitDir: string;
@@ -43,8 +42,9 @@ async function configArgs(workTree: string): Promise<string[]> {
 export class ShadowGit {
   constructor(private readonly o: ShadowGitOptions) {}
 
-  env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    return childEnv({
+  /** The variables that make git work on the shadow repository and nothing else. */
+  env(): Record<string, string> {
+    return {
       GIT_DIR: this.o.gitDir,
       GIT_WORK_TREE: this.o.workTree,
       ...(this.o.indexFile ? { GIT_INDEX_FILE: this.o.indexFile } : {}),
@@ -56,49 +56,12 @@ export class ShadowGit {
       GIT_COMMITTER_NAME: IDENTITY.name,
       GIT_COMMITTER_EMAIL: IDENTITY.email,
       LC_ALL: "C",
-      ...extra,
-    });
+    };
   }
 
-  /** Runs git; stdout goes to `onStdout` when given (streamed, with back-pressure), else is collected. */
-  async run(args: string[], options: { input?: string; onStdout?: (data: Buffer) => Promise<void>; signal?: AbortSignal } = {}): Promise<GitRun> {
-    const argv = [...(await configArgs(this.o.workTree)), ...args];
-    return new Promise((resolve, reject) => {
-      const child = spawn("git", argv, { cwd: this.o.workTree, env: this.env(), stdio: ["pipe", "pipe", "pipe"], shell: false });
-      const out: Buffer[] = [];
-      let stderr = "";
-      let failed: unknown = null;
-      const onAbort = () => child.kill("SIGTERM");
-      options.signal?.addEventListener("abort", onAbort, { once: true });
-      let pending = Promise.resolve();
-      child.stdout.on("data", (buf: Buffer) => {
-        if (!options.onStdout) return void out.push(buf);
-        child.stdout.pause();
-        pending = pending
-          .then(() => options.onStdout!(buf))
-          .then(
-            () => void child.stdout.resume(),
-            (err: unknown) => {
-              failed = err;
-              child.kill("SIGTERM");
-            },
-          );
-      });
-      child.stderr.on("data", (buf: Buffer) => {
-        if (stderr.length < 8192) stderr += buf.toString("utf8");
-      });
-      child.stdin.on("error", () => {});
-      child.stdin.end(options.input);
-      child.on("error", (err) => reject(new AgentError("exec_failed", `could not run git: ${err.message}`)));
-      child.on("close", (code) => {
-        options.signal?.removeEventListener("abort", onAbort);
-        void pending.then(() => {
-          if (failed) return reject(failed);
-          if (options.signal?.aborted) return reject(options.signal.reason);
-          resolve({ code, stdout: Buffer.concat(out), stderr: stderr.trim() });
-        });
-      });
-    });
+  /** Runs git (see git-runner.ts); stdout goes to `onStdout` when given (streamed, with back-pressure), else is collected. */
+  async run(args: string[], options: Pick<GitRunOptions, "input" | "onStdout" | "signal"> = {}): Promise<GitRun> {
+    return runGit([...(await configArgs(this.o.workTree)), ...args], { ...options, cwd: this.o.workTree, env: this.env() });
   }
 
   /** Runs git and fails unless it exits 0; returns stdout as text without the final newline. */

@@ -7,10 +7,9 @@
  */
 import { realpath } from "node:fs/promises";
 import path from "node:path";
-import { spawn } from "node:child_process";
 import type { OpParams, SnapshotBranchResult } from "@outpost/protocol";
 import { AgentError } from "../errors.js";
-import { childEnv } from "./exec.js";
+import { runGit } from "./git-runner.js";
 import type { ShadowGit } from "./shadow-git.js";
 import type { SnapshotService } from "./snapshots.js";
 
@@ -19,27 +18,16 @@ const ZERO = "0".repeat(40);
 const USER_HEAD = "refs/outpost/user-head";
 const prRef = (name: string) => `refs/outpost/pull-requests/${name}`;
 
-/** Variables that would point git at another repository than the user's. */
-const REPO_VARS = ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE"];
-
 type Run = { code: number | null; stdout: string; stderr: string };
 
-/** git in the user's repository: discovery stops at the workspace; nothing of theirs that runs programs or rewrites files. */
-function userGit(workspace: string, args: string[]): Promise<Run> {
-  const env = childEnv({ GIT_TERMINAL_PROMPT: "0", LC_ALL: "C", GIT_CEILING_DIRECTORIES: path.dirname(workspace), GIT_OPTIONAL_LOCKS: "0" });
-  for (const v of REPO_VARS) delete env[v];
+/**
+ * git in the user's repository: discovery stops at the workspace; nothing of theirs that runs
+ * programs or rewrites files. No inherited GIT_* variable can point it elsewhere (git-runner.ts).
+ */
+async function userGit(workspace: string, args: string[]): Promise<Run> {
   const argv = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "fetch.writeCommitGraph=false", "-c", "fetch.recurseSubmodules=false", ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn("git", argv, { cwd: workspace, env, stdio: ["ignore", "pipe", "pipe"], shell: false });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (b: Buffer) => (stdout += b.toString("utf8")));
-    child.stderr.on("data", (b: Buffer) => {
-      if (stderr.length < 8192) stderr += b.toString("utf8");
-    });
-    child.on("error", (err) => reject(new AgentError("exec_failed", `could not run git: ${err.message}`)));
-    child.on("close", (code) => resolve({ code, stdout: stdout.trim(), stderr: stderr.trim() }));
-  });
+  const r = await runGit(argv, { cwd: workspace, env: { GIT_TERMINAL_PROMPT: "0", LC_ALL: "C", GIT_CEILING_DIRECTORIES: path.dirname(workspace), GIT_OPTIONAL_LOCKS: "0" } });
+  return { code: r.code, stdout: r.stdout.toString("utf8").trim(), stderr: r.stderr };
 }
 
 async function mustUser(workspace: string, args: string[], what: string): Promise<string> {

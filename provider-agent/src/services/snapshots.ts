@@ -17,7 +17,6 @@ import { AgentError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
 import { checkBaseOutside } from "./diff-snapshot.js";
 import { requireGit } from "./git-version.js";
-import { childEnv } from "./exec.js";
 import { ShadowGit } from "./shadow-git.js";
 
 /** Bundles and partial imports older than this are removed when the service starts. */
@@ -97,7 +96,7 @@ export class SnapshotService {
     const ready =
       this.#ready ??
       (this.#ready = (async () => {
-        const version = await requireGit("git", childEnv(undefined));
+        const version = await requireGit();
         await checkBaseOutside(this.#workspace, this.dir);
         const workTree = await realpath(this.#workspace);
         await mkdir(this.dir, { recursive: true, mode: 0o700 });
