@@ -4,7 +4,7 @@
  * of the same generation, sent to the connected agent (`token.renew`) so it spawns with it at once.
  */
 import type { SpawnClaim } from "@outpost/protocol";
-import { signAgentToken } from "../worker/auth.js";
+import { agentTokenFor } from "../worker/auth.js";
 import type { Env } from "../worker/env.js";
 import { currentSpawnClaim } from "../worker/spawn-scope.js";
 import type { EventLog } from "./events.js";
@@ -17,7 +17,7 @@ const RENEW_TIMEOUT_MS = 10_000;
 /** The token the environment's agent should hold now (for a provider host to pass on). */
 export async function currentAgentToken(env: Env, row: Row): Promise<string> {
   const spawn = await currentSpawnClaim(env.DB, row.org, row.id);
-  return signAgentToken(env, { sub: row.id, org: row.org, gen: row.agent_gen, ...(spawn ? { spawn } : {}) });
+  return agentTokenFor(env, row, row.agent_gen, spawn);
 }
 
 /** Whether an agent token of generation `gen` is still this environment's (not rotated or revoked). */
@@ -35,7 +35,7 @@ export async function renewAgentToken(
   ask: (op: "token.renew", params: { token: string }, timeoutMs: number) => Promise<Outcome<unknown>>,
   events: EventLog,
 ): Promise<Outcome<{ agentToken: string; delivered: boolean }>> {
-  const agentToken = await signAgentToken(env, { sub: row.id, org: row.org, gen: row.agent_gen, ...(spawn ? { spawn } : {}) });
+  const agentToken = await agentTokenFor(env, row, row.agent_gen, spawn);
   const sent = await ask("token.renew", { token: agentToken }, RENEW_TIMEOUT_MS);
   events.append("agent.token_renewed", { gen: row.agent_gen, spawn: spawn !== null, delivered: sent.ok, ...(sent.ok ? {} : { reason: sent.error.message }) });
   return ok({ agentToken, delivered: sent.ok });

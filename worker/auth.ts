@@ -4,7 +4,7 @@
  */
 import { errors, jwtVerify, SignJWT, type JWTPayload } from "jose";
 import type { MiddlewareHandler } from "hono";
-import { AgentClaims, AUDIENCE, HostClaims, lifetimeText, Role, TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_ISSUER, TOKEN_LIFETIME, UserClaims } from "@outpost/protocol";
+import { AgentClaims, AUDIENCE, HostClaims, lifetimeText, Role, TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_ISSUER, TOKEN_LIFETIME, UserClaims, type SpawnClaim } from "@outpost/protocol";
 import type { Env } from "./env.js";
 import { HttpError } from "./problem.js";
 
@@ -107,15 +107,16 @@ export async function signHostToken(env: Env, claims: HostClaims, ttlSeconds: nu
 }
 
 /**
- * Agent tokens do not expire: they are revoked by bumping the environment's generation. A token of
- * an environment granted the spawn scope carries it (claim `spawn`, see protocol/src/spawn.ts).
+ * The one way an environment's agent token is made. Agent tokens do not expire: they are revoked
+ * by bumping the environment's generation. A token of an environment granted the spawn scope
+ * carries it (claim `spawn`, see protocol/src/spawn.ts); `null` leaves the claim out.
  */
-export async function signAgentToken(env: Env, claims: AgentClaims): Promise<string> {
-  return new SignJWT({ org: claims.org, gen: claims.gen, ...(claims.spawn ? { spawn: claims.spawn } : {}) })
+export async function agentTokenFor(env: Env, environment: { id: string; org: string }, gen: number, spawn: SpawnClaim | null): Promise<string> {
+  return new SignJWT({ org: environment.org, gen, ...(spawn ? { spawn } : {}) })
     .setProtectedHeader({ alg: ALG, typ: "JWT" })
     .setIssuer(TOKEN_ISSUER)
     .setAudience(AUDIENCE.agent)
-    .setSubject(claims.sub)
+    .setSubject(environment.id)
     .setIssuedAt()
     .sign(signingKey(env));
 }

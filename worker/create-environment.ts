@@ -1,6 +1,6 @@
 /** Creating an environment: placement on a provider host, config, the index row, the object, the agent token. */
 import { LifecycleSettings, mergeConfig, type CreateEnvironmentBody, type Environment, type SpawnClaim } from "@outpost/protocol";
-import { signAgentToken } from "./auth.js";
+import { agentTokenFor } from "./auth.js";
 import type { Env } from "./env.js";
 import { insertEnvironment, removeEnvironment } from "./environment-index.js";
 import { newEnvironmentId } from "./ids.js";
@@ -63,7 +63,7 @@ export async function createEnvironment(env: Env, org: string, body: CreateEnvir
     });
   let environment = unwrap(created);
   if (placed) environment = unwrap(await stub.provision());
-  const agentToken = await signAgentToken(env, { sub: id, org, gen: 1, ...(child?.spawn ? { spawn: child.spawn } : {}) });
+  const agentToken = await agentTokenFor(env, { id, org }, 1, child?.spawn ?? null);
   return { environment, agentToken };
 }
 

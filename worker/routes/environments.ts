@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { CreateEnvironmentBody, ListEnvironmentsQuery } from "@outpost/protocol";
-import { requireRole, signAgentToken, type AuthVars } from "../auth.js";
+import { agentTokenFor, requireRole, type AuthVars } from "../auth.js";
 import { createEnvironment } from "../create-environment.js";
 import type { Env } from "../env.js";
 import { listEnvironments } from "../environment-index.js";
@@ -45,7 +45,7 @@ export const environments = new Hono<App>()
     const id = await resolveEnvironmentId(c.env, org, c.req.param("idOrName"));
     const { gen } = unwrap(await environmentStub(c.env, org, id).rotateAgentToken());
     const spawn = await currentSpawnClaim(c.env.DB, org, id); // the new token keeps the spawn scope
-    return c.json({ agentToken: await signAgentToken(c.env, { sub: id, org, gen, ...(spawn ? { spawn } : {}) }), generation: gen }, 201);
+    return c.json({ agentToken: await agentTokenFor(c.env, { id, org }, gen, spawn), generation: gen }, 201);
   });
 
 /** The Durable Object of `{idOrName}` in the caller's org. */
