@@ -36,12 +36,9 @@ export async function createEnvironment(env: Env, org: string, body: CreateEnvir
   const secretKeys = placed ? Object.entries(placed.provider.config).filter(([, f]) => f.secret).map(([k]) => k) : remoteSecretKeys(provider, config);
   const id = newEnvironmentId();
   const at = new Date().toISOString();
-  await insertEnvironment(env.DB, org, { id, name: body.name, provider, state: "created", createdAt: at, updatedAt: at });
-  if (child) {
-    await env.DB.prepare("UPDATE environments SET parent_id = ?, depth = ?, keep = ?, spawn = ? WHERE org = ? AND id = ?")
-      .bind(child.parentId, child.depth, child.keep ? 1 : 0, child.spawn ? JSON.stringify(child.spawn) : null, org, id)
-      .run();
-  }
+  const spawn = child?.spawn ?? null;
+  const family = { parentId: child?.parentId ?? null, depth: child?.depth ?? 0, keep: child?.keep ?? false, spawnJson: spawn ? JSON.stringify(spawn) : null };
+  await insertEnvironment(env.DB, org, { id, name: body.name, provider, state: "created", createdAt: at, updatedAt: at }, family);
   const stub = environmentStub(env, org, id);
   const created = await stub
     .create({
@@ -63,7 +60,7 @@ export async function createEnvironment(env: Env, org: string, body: CreateEnvir
     });
   let environment = unwrap(created);
   if (placed) environment = unwrap(await stub.provision());
-  const agentToken = await agentTokenFor(env, { id, org }, 1, child?.spawn ?? null);
+  const agentToken = await agentTokenFor(env, { id, org }, 1, spawn);
   return { environment, agentToken };
 }
 

@@ -20,11 +20,22 @@ const toSummary = (r: Row): EnvironmentSummary => ({
   updatedAt: r.updated_at,
 });
 
-export async function insertEnvironment(db: D1Database, org: string, e: EnvironmentSummary): Promise<void> {
+/** Where a new environment sits in the hierarchy (children.ts), written with its row in one INSERT. */
+export interface Family {
+  parentId: string | null;
+  depth: number;
+  keep: boolean;
+  /** The spawn scope it is granted (JSON of a SpawnClaim), or null. */
+  spawnJson: string | null;
+}
+
+const ROOT: Family = { parentId: null, depth: 0, keep: false, spawnJson: null };
+
+export async function insertEnvironment(db: D1Database, org: string, e: EnvironmentSummary, family: Family = ROOT): Promise<void> {
   try {
     await db
-      .prepare("INSERT INTO environments (id, org, name, provider, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-      .bind(e.id, org, e.name, e.provider, e.state, e.createdAt, e.updatedAt)
+      .prepare("INSERT INTO environments (id, org, name, provider, state, created_at, updated_at, parent_id, depth, keep, spawn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+      .bind(e.id, org, e.name, e.provider, e.state, e.createdAt, e.updatedAt, family.parentId, family.depth, family.keep ? 1 : 0, family.spawnJson)
       .run();
   } catch (err) {
     if (String(err).includes("UNIQUE")) {
