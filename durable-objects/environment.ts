@@ -161,6 +161,7 @@ export class EnvironmentObject extends DurableObject<Env> {
                        ${init.lifecycleJson}, 'created', 1, ${init.createdAt}, ${init.createdAt}, ${init.host ?? null}, ${init.controlUrl ?? null},
                        ${JSON.stringify(init.secretKeys ?? [])})`;
       this.events.append("environment.created", { name: init.name, provider: init.provider });
+      if (init.spawn) this.events.append("spawn.granted", { maxChildren: init.spawn.maxChildren, maxDepth: init.spawn.maxDepth });
       return ok(this.describeRow(this.row()!));
     });
   }

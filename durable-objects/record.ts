@@ -1,5 +1,5 @@
 /** The environment's row in its own SQLite, and how it reads through the API. */
-import { LifecycleSettings, type Environment, type EnvironmentState } from "@outpost/protocol";
+import { LifecycleSettings, type Environment, type EnvironmentState, type SpawnClaim } from "@outpost/protocol";
 
 export interface Row {
   id: string;
@@ -46,6 +46,8 @@ export interface CreateInit {
   controlUrl?: string;
   /** Config keys whose values are secret: passed to the provider, shown redacted. */
   secretKeys?: string[];
+  /** The spawn scope it is granted from the start (a create body's or its parent's), if any. */
+  spawn?: SpawnClaim | null;
 }
 
 export function settingsOf(row: Row): LifecycleSettings {

@@ -7,6 +7,7 @@ import { newEnvironmentId } from "./ids.js";
 import { unwrap } from "./outcome.js";
 import { HttpError } from "./problem.js";
 import { remoteSecretKeys } from "./remote.js";
+import { newSpawnClaim } from "./spawn-scope.js";
 import { registryStub } from "./routes/hosts.js";
 import { installedConfig } from "./routes/providers.js";
 import { environmentStub } from "./stub.js";
@@ -36,7 +37,8 @@ export async function createEnvironment(env: Env, org: string, body: CreateEnvir
   const secretKeys = placed ? Object.entries(placed.provider.config).filter(([, f]) => f.secret).map(([k]) => k) : remoteSecretKeys(provider, config);
   const id = newEnvironmentId();
   const at = new Date().toISOString();
-  const spawn = child?.spawn ?? null;
+  // A child's scope is its parent's to give (children.ts); any other environment's comes from its body.
+  const spawn = child ? child.spawn : body.spawn ? newSpawnClaim(body.spawn) : null;
   const family = { parentId: child?.parentId ?? null, depth: child?.depth ?? 0, keep: child?.keep ?? false, spawnJson: spawn ? JSON.stringify(spawn) : null };
   await insertEnvironment(env.DB, org, { id, name: body.name, provider, state: "created", createdAt: at, updatedAt: at }, family);
   const stub = environmentStub(env, org, id);
@@ -53,6 +55,7 @@ export async function createEnvironment(env: Env, org: string, body: CreateEnvir
       host: placed?.host,
       controlUrl: origin,
       secretKeys,
+      spawn,
     })
     .catch(async (e: unknown) => {
       await removeEnvironment(env.DB, org, id); // keep the index free of records no object holds

@@ -50,6 +50,20 @@ export type LifecycleSettings = z.infer<typeof LifecycleSettings>;
 
 export const Metadata = z.record(z.string().max(128), z.string().max(1024)).refine((m) => Object.keys(m).length <= 64, "at most 64 metadata keys");
 
+const Capability = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/);
+
+/** The spawn scope (spawn.ts): how many children, how deep below this environment, which providers and capabilities. */
+export const SpawnGrant = z.object({
+  maxChildren: z.number().int().min(1).max(1000).default(4),
+  /** 1: children only; 2: children may be granted the scope to spawn their own; … */
+  maxDepth: z.number().int().min(1).max(16).default(1),
+  /** Providers a child may use; absent: any. */
+  providers: z.array(z.string().regex(PROVIDER_NAME)).max(32).optional(),
+  /** Capabilities a child may require; absent: any. */
+  capabilities: z.array(Capability).max(32).optional(),
+});
+export type SpawnGrant = z.infer<typeof SpawnGrant>;
+
 export const CreateEnvironmentBody = z.object({
   name: z
     .string()
@@ -64,6 +78,8 @@ export const CreateEnvironmentBody = z.object({
   requires: z.object({ capabilities: z.array(z.string().max(64)).max(32) }).optional(),
   /** Pin the environment to this provider host (409 if it cannot serve it). */
   host: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/).optional(),
+  /** Grant the scope to spawn children from the start (as PUT …/spawn would); the agent token carries it. */
+  spawn: SpawnGrant.optional(),
 }).refine((b) => b.provider !== undefined || b.requires !== undefined || b.host !== undefined, {
   message: "name a provider, or give requires.capabilities or a host to place the environment by",
   path: ["provider"],

@@ -108,3 +108,28 @@ describe("the spawn scope on the agent token", () => {
     expect(agent.closed).toBeNull(); // the link stays up: the old token is still this environment's
   });
 });
+
+describe("the spawn scope in the create body", () => {
+  it("is granted by an admin at creation (token, index, log), refused to an operator, validated, and documented", async () => {
+    const admin = await userToken({ org: "scope-5" });
+    const res = await call("POST", "/v1/environments", { token: admin, json: { name: "born", provider: "local", spawn: { maxChildren: 1, providers: ["local"] } } });
+    expect(res.status).toBe(201);
+    const born = (await res.json()) as Created;
+    const claim = decodeJwt(born.agentToken).spawn as { grant: string };
+    expect(claim).toMatchObject({ maxChildren: 1, maxDepth: 1, providers: ["local"], grant: expect.stringMatching(/^sg_/) });
+    expect(await (await call("GET", "/v1/environments/born/spawn", { token: admin })).json()).toEqual({ spawn: { maxChildren: 1, maxDepth: 1, providers: ["local"] } });
+    expect((await spawn(born.agentToken, born.environment.id, { name: "kid", provider: "local" })).status).toBe(201);
+    await expectProblem(await spawn(born.agentToken, born.environment.id, { name: "kid-2", provider: "local" }), 409, "children_limit");
+    expect((await events(admin, "born")).find((e) => e.type === "spawn.granted")?.data).toEqual({ maxChildren: 1, maxDepth: 1 });
+
+    const operator = await userToken({ org: "scope-5", role: "operator" });
+    const refused = await expectProblem(await call("POST", "/v1/environments", { token: operator, json: { name: "nope", provider: "local", spawn: {} } }), 403, "forbidden");
+    expect(refused.detail).toMatch(/admin/);
+    expect((await call("POST", "/v1/environments", { token: operator, json: { name: "plain", provider: "local" } })).status).toBe(201);
+    await expectProblem(await call("POST", "/v1/environments", { token: admin, json: { name: "bad", provider: "local", spawn: { maxChildren: 0 } } }), 400);
+
+    const doc = (await (await call("GET", "/v1/openapi.json")).json()) as { paths: Record<string, any> };
+    const body = doc.paths["/v1/environments"].post.requestBody.content["application/json"].schema;
+    expect(JSON.stringify(body)).toContain("maxChildren");
+  });
+});

@@ -86,11 +86,11 @@ export const ROUTES: RouteSpec[] = [
     path: "/v1/environments",
     tag: "environments",
     summary: "Create an environment",
-    description: "Placed on a connected provider host when one offers the provider, or when `requires` or `host` is given (409 when none can serve it); otherwise it waits for an agent started by hand with the returned agent token.",
+    description: "Placed on a connected provider host when one offers the provider, or when `requires` or `host` is given (409 when none can serve it); otherwise it waits for an agent started by hand with the returned agent token. `spawn` grants the scope to spawn children from the start (an admin only, 403 otherwise); the agent token carries it.",
     auth: "operator",
     body: CreateEnvironmentBody,
     responses: { 201: CreateEnvironmentResponse },
-    errors: [409],
+    errors: [403, 409],
   },
   {
     id: "listEnvironments",

@@ -7,6 +7,7 @@ import { listEnvironments } from "../environment-index.js";
 import { cascade, parentOf } from "../children.js";
 import { currentSpawnClaim } from "../spawn-scope.js";
 import { unwrap } from "../outcome.js";
+import { HttpError } from "../problem.js";
 import { environmentStub, resolveEnvironmentId } from "../stub.js";
 import { parseBody, readJson } from "../validate.js";
 
@@ -15,6 +16,8 @@ type App = { Bindings: Env; Variables: AuthVars };
 export const environments = new Hono<App>()
   .post("/", requireRole("operator"), async (c) => {
     const body = parseBody(CreateEnvironmentBody, await readJson(c.req.raw));
+    // Granting the spawn scope takes an admin, at creation as with PUT …/spawn.
+    if (body.spawn && c.get("user").role !== "admin") throw new HttpError(403, "forbidden", "Granting the spawn scope (spawn) needs the 'admin' role; the token has 'operator'.");
     const { environment, agentToken } = await createEnvironment(c.env, c.get("user").org, body, new URL(c.req.url).origin);
     return c.json({ environment, agentToken }, 201, { location: `/v1/environments/${environment.id}` });
   })
