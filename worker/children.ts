@@ -2,7 +2,7 @@
  * Hierarchical environments in the org's index (D1): the spawn scope, the parent link, the tree,
  * the limits a spawn is held to, and the cascade when a parent is stopped or archived.
  */
-import type { AgentClaims, Environment, EnvironmentState, EnvironmentTreeNode, SpawnBody, SpawnGrant } from "@outpost/protocol";
+import type { AgentClaims, Environment, EnvironmentState, EnvironmentTreeNode, SpawnBody, SpawnClaim, SpawnGrant } from "@outpost/protocol";
 import { createEnvironment } from "./create-environment.js";
 import type { Env } from "./env.js";
 import { unwrap } from "./outcome.js";
@@ -42,8 +42,11 @@ function requireSpawnClaim(by: Spawner): void {
   }
 }
 
-/** Creates a child of `parentId` within the parent's scope: 403 outside it, 409 at a limit. */
-export async function spawnChild(env: Env, org: string, parentId: string, body: SpawnBody, origin: string, by: Spawner): Promise<{ environment: Environment; agentToken: string }> {
+/**
+ * The parent's current grant, when `by` may act on its children: an agent token must carry the
+ * spawn claim naming that grant and be of the current generation (403/401 otherwise).
+ */
+async function currentGrant(env: Env, org: string, parentId: string, by: Spawner): Promise<{ parent: Node; grant: SpawnClaim }> {
   requireSpawnClaim(by);
   const parent = await node(env.DB, org, parentId);
   if (!parent || parent.state === "archived") throw new HttpError(404, "not_found", "No such environment.");
@@ -55,7 +58,12 @@ export async function spawnChild(env: Env, org: string, parentId: string, body: 
     }
     unwrap(await environmentStub(env, org, parentId).checkAgentToken(by.agent.gen));
   }
-  const grant = current;
+  return { parent, grant: current };
+}
+
+/** Creates a child of `parentId` within the parent's scope: 403 outside it, 409 at a limit. */
+export async function spawnChild(env: Env, org: string, parentId: string, body: SpawnBody, origin: string, by: Spawner): Promise<{ environment: Environment; agentToken: string }> {
+  const { parent, grant } = await currentGrant(env, org, parentId, by);
   if (grant.providers && body.provider && !grant.providers.includes(body.provider)) {
     throw new HttpError(403, "forbidden", `Environment '${parent.name}' may spawn children with providers ${grant.providers.join(", ")} only, not '${body.provider}'.`);
   }
@@ -81,9 +89,21 @@ export async function spawnChild(env: Env, org: string, parentId: string, body: 
   return child;
 }
 
-/** Whether `childId` is a child of `parentId` (what a parent may close). */
-export async function isChildOf(db: D1Database, org: string, childId: string, parentId: string): Promise<boolean> {
-  return (await node(db, org, childId))?.parent_id === parentId;
+/**
+ * Closes (archives) a child of `parentId` and everything below it. An agent closes only its own
+ * environment's children, with a token carrying the current grant (like a spawn); an admin may
+ * always (the Worker checks the role).
+ */
+export async function closeChild(env: Env, org: string, parentId: string, childId: string, by: Spawner | { admin: true }): Promise<Environment> {
+  if ("agent" in by) await currentGrant(env, org, parentId, by);
+  const child = await node(env.DB, org, childId);
+  if (child?.parent_id !== parentId) throw new HttpError(404, "not_found", `'${child?.name ?? childId}' is not a child of this environment.`);
+  await cascade(env, org, childId, "archive");
+  const stub = environmentStub(env, org, childId);
+  const environment = unwrap(await stub.archive());
+  await stub.noteProviderEvent("parent.closed", { parent: parentId, by: "agent" in by ? "agent" : "admin" });
+  await environmentStub(env, org, parentId).noteProviderEvent("child.closed", { child: childId, name: environment.name });
+  return environment;
 }
 
 /** The environment that spawned `id` (null: none). */

@@ -79,6 +79,30 @@ describe("hierarchical environments", () => {
     void other;
   });
 
+  it("closing a child takes the parent's agent with its current grant, or an admin", async () => {
+    const admin = await userToken({ org: "tree-4" });
+    const parent = await createEnvironment(admin, "p");
+    const granted = await grant(admin, "p", { maxChildren: 4 });
+    for (const name of ["k1", "k2", "k3"]) expect((await spawn(granted, parent.environment.id, { name, provider: "local" })).status).toBe(201);
+    const close = (token: string, child: string) => call("DELETE", `/v1/environments/${parent.environment.id}/children/${child}`, { token });
+    // The token issued at creation carries no spawn scope: it may not close what the environment spawned.
+    expect((await expectProblem(await close(parent.agentToken, "k1"), 403, "forbidden")).detail).toMatch(/no spawn scope/);
+    const operator = await userToken({ org: "tree-4", role: "operator" });
+    expect((await expectProblem(await close(operator, "k1"), 403, "forbidden")).detail).toMatch(/admin/);
+    expect((await close(granted, "k1")).status).toBe(200);
+    // A replaced grant: the old token may no longer close; the new one may.
+    const regranted = await grant(admin, "p", { maxChildren: 3 });
+    expect((await expectProblem(await close(granted, "k2"), 403, "forbidden")).detail).toMatch(/withdrawn or replaced/);
+    expect((await close(regranted, "k2")).status).toBe(200);
+    // Withdrawn: the agent may not close its last child; an admin always may.
+    const withdrawn = await grant(admin, "p", null);
+    await expectProblem(await close(regranted, "k3"), 403, "forbidden");
+    await expectProblem(await close(withdrawn, "k3"), 403, "forbidden");
+    const last = await close(admin, "k3");
+    expect(last.status).toBe(200);
+    expect(((await last.json()) as Created).environment.state).toBe("archived");
+  });
+
   it("stopping a running parent stops its running children", async () => {
     const token = await userToken({ org: "tree-3" });
     const lifecycle = { stopTimeoutMs: 50 };

@@ -21,5 +21,5 @@ export const CHILDREN_ROUTES: RouteSpec[] = [
     responses: { 201: CreateEnvironmentResponse },
     errors: [403, 409],
   },
-  { id: "closeChild", method: "delete", path: `${E}/children/{child}`, tag: "hierarchy", summary: "Close (archive) a child and everything below it", auth: "operator", params: { child: "the child's id or name" }, responses: { 200: z.object({ environment: Environment }) } },
+  { id: "closeChild", method: "delete", path: `${E}/children/{child}`, tag: "hierarchy", summary: "Close (archive) a child and everything below it: an admin, or the environment's own agent token carrying the current spawn grant (403 otherwise)", auth: "admin", params: { child: "the child's id or name" }, responses: { 200: z.object({ environment: Environment }) } },
 ];

@@ -1,6 +1,6 @@
 import { Hono, type Context } from "hono";
 import { decodeJwt } from "jose";
-import { AUDIENCE, ForwardBody, Gateway, Routing, type AgentClaims } from "@outpost/protocol";
+import { AUDIENCE, ForwardBody, Gateway, Routing, type AgentClaims, type Role } from "@outpost/protocol";
 import { bearerToken, requireRole, verifyAgentToken, verifyUserToken, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
 import { collectForward } from "../forward-result.js";
@@ -57,7 +57,7 @@ async function target(c: Context<App>) {
 }
 
 /** Who forwards: an operator of the org, or the environment's own agent (its token names it). */
-export async function forwarder(c: Context<App>): Promise<{ org: string; id: string; agentGen?: number; agent?: AgentClaims }> {
+export async function forwarder(c: Context<App>): Promise<{ org: string; id: string; agentGen?: number; agent?: AgentClaims; role?: Role }> {
   const token = bearerToken(c.req.raw);
   let audience: unknown;
   try {
@@ -73,5 +73,5 @@ export async function forwarder(c: Context<App>): Promise<{ org: string; id: str
   }
   const user = await verifyUserToken(c.env, token);
   if (user.role === "viewer") throw new HttpError(403, "forbidden", "This action needs the 'operator' role; the token has 'viewer'.");
-  return { org: user.org, id: await resolveEnvironmentId(c.env, user.org, param) };
+  return { org: user.org, id: await resolveEnvironmentId(c.env, user.org, param), role: user.role };
 }

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { SpawnBody, SpawnScopeBody } from "@outpost/protocol";
 import { requireRole, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
-import { cascade, isChildOf, spawnChild, spawnScope, tree } from "../children.js";
+import { closeChild, spawnChild, spawnScope, tree } from "../children.js";
 import { recordSpawnScope, storedGrant } from "../spawn-scope.js";
 import { unwrap } from "../outcome.js";
 import { HttpError } from "../problem.js";
@@ -49,16 +49,10 @@ export const children = new Hono<App>()
     const child = await spawnChild(c.env, from.org, from.id, body, new URL(c.req.url).origin, from.agent ? { agent: from.agent } : { operator: true });
     return c.json(child, 201, { location: `/v1/environments/${child.environment.id}` });
   })
-  /** Closes (archives) a child of this environment, and the children below it. */
+  /** Closes (archives) a child of this environment, and the children below it: its agent (current grant) or an admin. */
   .delete("/:idOrName/children/:child", async (c) => {
     const from = await forwarder(c);
-    if (from.agent) unwrap(await environmentStub(c.env, from.org, from.id).checkAgentToken(from.agent.gen));
+    if (!from.agent && from.role !== "admin") throw new HttpError(403, "forbidden", `Closing a child needs the 'admin' role (or the environment's own agent with its spawn scope); the token has '${from.role}'.`);
     const childId = await resolveEnvironmentId(c.env, from.org, c.req.param("child"));
-    if (!(await isChildOf(c.env.DB, from.org, childId, from.id))) throw new HttpError(404, "not_found", `'${c.req.param("child")}' is not a child of this environment.`);
-    await cascade(c.env, from.org, childId, "archive");
-    const child = environmentStub(c.env, from.org, childId);
-    const environment = unwrap(await child.archive());
-    await child.noteProviderEvent("parent.closed", { parent: from.id, by: from.agent ? "agent" : "operator" });
-    await environmentStub(c.env, from.org, from.id).noteProviderEvent("child.closed", { child: childId, name: environment.name });
-    return c.json({ environment });
+    return c.json({ environment: await closeChild(c.env, from.org, from.id, childId, from.agent ? { agent: from.agent } : { admin: true }) });
   });
