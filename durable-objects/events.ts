@@ -19,6 +19,12 @@ interface Row {
 const toEvent = (r: Row): EnvironmentEvent => ({ seq: r.seq, at: r.at, type: r.type, data: JSON.parse(r.data) as Record<string, unknown> });
 
 export class EventLog {
+  /**
+   * The newest seq, kept in memory so a watcher's ack needs no query. Memory does not survive
+   * hibernation or eviction: null then, and read again from the table the first time it is needed.
+   */
+  private head: number | null = null;
+
   constructor(
     private readonly sql: Sql,
     private readonly now: () => number,
@@ -29,6 +35,7 @@ export class EventLog {
     const at = new Date(this.now()).toISOString();
     const [row] = this.sql<Row>`INSERT INTO events (at, type, data) VALUES (${at}, ${type}, ${JSON.stringify(data)}) RETURNING seq, at, type, data`;
     const event = toEvent(row!);
+    this.head = event.seq;
     this.deliver(event);
     if (event.seq % PRUNE_EVERY === 0) this.prune();
     return event;
@@ -42,22 +49,23 @@ export class EventLog {
 
   /** The newest event's seq (0 when the log is empty). */
   lastSeq(): number {
-    const [top] = this.sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM events`;
-    return top?.seq ?? 0;
+    if (this.head === null) {
+      const [top] = this.sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM events`;
+      this.head = top?.seq ?? 0;
+    }
+    return this.head;
   }
 
   /** The cursor after which at most `tail` retained events remain (0 when `tail` is absent or not a count). */
   tailCursor(tail: string | null): number {
     const n = tail === null || tail === "" ? NaN : Number(tail);
     if (!Number.isInteger(n) || n < 0) return 0;
-    const [top] = this.sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM events`;
-    return Math.max(0, (top?.seq ?? 0) - n);
+    return Math.max(0, this.lastSeq() - n);
   }
 
   prune(): void {
     const cutoff = new Date(this.now() - RETENTION.maxAgeMs).toISOString();
-    const [top] = this.sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM events`;
-    const floor = (top?.seq ?? 0) - RETENTION.maxEvents;
+    const floor = this.lastSeq() - RETENTION.maxEvents;
     const [old] = this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM events WHERE seq <= ${floor} OR at < ${cutoff}`;
     if (old && old.n > 0) this.sql`DELETE FROM events WHERE seq <= ${floor} OR at < ${cutoff}`;
   }
