@@ -1,5 +1,5 @@
 /** HTTP API bodies. The Worker validates with these; clients and tests type against them. */
-import { z } from "zod";
+import * as z from "zod";
 import { ExecParams, ExecResult } from "./wire.js";
 
 export const ENVIRONMENT_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;

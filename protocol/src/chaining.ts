@@ -4,7 +4,7 @@
  * say, per request type, whether work runs here or goes on to a target. Shared by the Worker, the
  * Durable Objects and the provider-agent (its local endpoint and `outpost-agent exec`).
  */
-import { z } from "zod";
+import * as z from "zod";
 import { CreateRunBody, ExecExitLine } from "./api.js";
 import { ExecParams } from "./ops.js";
 

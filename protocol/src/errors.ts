@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /** A structured error, the same shape on the wire and inside problem+json bodies. */
 export const ErrorInfo = z.object({

@@ -3,7 +3,7 @@
  * providers, and the responses the Worker builds itself. The Worker validates requests with these,
  * the OpenAPI document is generated from them and the typed client parses responses with them.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { EnvironmentEvent, EnvironmentState, PROVIDER_NAME, Run } from "./api.js";
 import { FileStat } from "./ops.js";
 import { ProviderOffer } from "./providers.js";

@@ -2,7 +2,7 @@
  * The operations the edge asks of an agent (`request.op`), each with its params and its result.
  * Streams that belong to a request travel as `chunk` frames with `re` = the request id; see wire.ts.
  */
-import { z } from "zod";
+import * as z from "zod";
 import * as S from "./snapshots.js";
 
 const Path = z.string().max(4096);

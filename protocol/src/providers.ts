@@ -3,7 +3,7 @@
  * merged (provider defaults → the org's installed config → the environment's config), and the
  * frames between a provider host (`outpost-agent host`) and the control plane.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { ErrorInfo } from "./errors.js";
 
 export const PROVIDER_CATEGORIES = ["local", "docker", "cloud", "hybrid"] as const;

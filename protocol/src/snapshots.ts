@@ -2,7 +2,7 @@
  * Workspace snapshots (shadow git) and the hierarchy they belong to: objectives → threads → agent
  * runs → snapshots. The agent operations (`snapshot.*`) and the HTTP bodies share these schemas.
  */
-import { z } from "zod";
+import * as z from "zod";
 
 export const SNAPSHOT_ID = /^snap_[a-z0-9]{20}$/;
 export const OBJECTIVE_ID = /^obj_[a-z0-9]{20}$/;

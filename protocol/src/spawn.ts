@@ -3,7 +3,7 @@
  * it, through its agent), within limits; children are linked to their parent and follow it when
  * it is stopped or archived, unless they were spawned with `keep`.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { CreateEnvironmentBody, Environment, SpawnGrant } from "./api.js";
 
 /**

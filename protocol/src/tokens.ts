@@ -1,5 +1,5 @@
 /** Claims carried by Outpost's JWTs. Signing and verification live with jose on each side. */
-import { z } from "zod";
+import * as z from "zod";
 import { SpawnClaim } from "./spawn.js";
 
 export const TOKEN_ISSUER = "outpost";

@@ -9,7 +9,7 @@
  * paced by its acks. One that does not (older clients) gets at most a window of replay before that
  * close, and is closed the same way once a window of live events goes unacknowledged.
  */
-import { z } from "zod";
+import * as z from "zod";
 
 /** The largest window the object grants; a watcher may ask for a smaller one. */
 export const WATCH_WINDOW = { events: 1000, bytes: 1024 * 1024 } as const;

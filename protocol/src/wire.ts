@@ -15,7 +15,7 @@
  * ordinal `n` per request. The receiving side grants `credit { re, n }`: the sender may send chunks
  * up to and including n. This bounds memory on both sides whatever the speed of the final reader.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { ErrorInfo } from "./errors.js";
 import { OpName } from "./ops.js";
 import { SnapshotTaken } from "./snapshots.js";

@@ -19,7 +19,7 @@ import {
   type RunReport,
   timeOrderedId,
 } from "@outpost/protocol";
-import { z } from "zod";
+import * as z from "zod";
 import { realClock, type Clock, type TimerHandle } from "./clock.js";
 import { CreditGrants } from "./credit.js";
 import { AgentError, toErrorInfo } from "./errors.js";

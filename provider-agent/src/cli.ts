@@ -3,12 +3,9 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { CLOSE } from "@outpost/protocol";
 import { Agent, helloFrame } from "./agent.js";
-import { hostMain } from "./host/cli.js";
 import { COMMON_FLAGS, logLevel, parseFlags, positiveInteger, usageError } from "./cli-flags.js";
 import { realClock } from "./clock.js";
 import { connectEndpoint } from "./endpoint.js";
-import { execMain } from "./exec-cli.js";
-import { spawnMain } from "./spawn-cli.js";
 import { FORWARD_SECRET_ENV, FORWARD_URL_ENV, startForwardEndpoint } from "./forward-endpoint.js";
 import { Link, DEFAULT_HEARTBEAT_MS } from "./link.js";
 import { createLogger, type LogLevel } from "./log.js";
@@ -275,8 +272,20 @@ function within(work: Promise<unknown>, ms: number): Promise<void> {
   });
 }
 
+/**
+ * The sub-commands are loaded only when asked for: an environment's agent never runs host mode
+ * (its providers, yaml) nor exec/spawn, and code that is never loaded costs its idle process nothing
+ * (the bundle stays one file: esbuild wraps these modules in functions run on first import).
+ */
+const SUBCOMMANDS: Record<string, () => Promise<(argv: string[], env: NodeJS.ProcessEnv) => Promise<number>>> = {
+  host: async () => (await import("./host/cli.js")).hostMain,
+  exec: async () => (await import("./exec-cli.js")).execMain,
+  spawn: async () => (await import("./spawn-cli.js")).spawnMain,
+};
+
 const args = process.argv.slice(2);
-(args[0] === "host" ? hostMain(args.slice(1), process.env) : args[0] === "exec" ? execMain(args.slice(1), process.env) : args[0] === "spawn" ? spawnMain(args.slice(1), process.env) : main(args, process.env)).then(
+const subcommand = args[0] === undefined ? undefined : SUBCOMMANDS[args[0]];
+(subcommand ? subcommand().then((run) => run(args.slice(1), process.env)) : main(args, process.env)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`${new Date().toISOString()} error outpost-agent crashed: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -9,7 +9,7 @@
  * be reused while any member is left. Writes are atomic (temp file + rename) and synchronous.
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
-import { z } from "zod";
+import * as z from "zod";
 import { errnoCode } from "./errors.js";
 import { alive } from "./host/processes.js";
 import type { Logger } from "./log.js";

@@ -11,7 +11,7 @@
 import { mkdirSync, readFileSync, realpathSync, renameSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import type { Clock, TimerHandle } from "./clock.js";
 import { errnoCode } from "./errors.js";
 import type { Logger } from "./log.js";

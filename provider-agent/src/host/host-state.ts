@@ -8,7 +8,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import type { HostResource } from "@outpost/protocol";
 import { errnoCode } from "../errors.js";
 import { alive } from "./processes.js";

@@ -16,7 +16,7 @@ import {
   type HostReply,
   type HostStatus,
 } from "@outpost/protocol";
-import { z } from "zod";
+import * as z from "zod";
 import type { Logger } from "../log.js";
 import { AGENT_VERSION } from "../version.js";
 import type { HostState, ResourceRecord } from "./host-state.js";
