@@ -140,10 +140,15 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
   const h = await ctx.startControlPlane("scale");
   const raw = await ctx.rawRelay();
   let fleet: Fleet | null = null;
+  /** What the section was doing, for its error: a failure says where, not only what. */
+  let stage = "starting";
+  /** The scale figures, once measured: a failure in the reconnect storm does not lose them. */
+  let scaleResult: SectionResult | null = null;
   try {
     // ---- 3. Scale -----------------------------------------------------------------------------
     await pause(2_000);
     const memEmpty = controlPlaneMemory(h);
+    stage = `creating ${n} environments`;
     ctx.log(`scale: creating ${n} environments over HTTP, ${concurrency} at a time`);
     const createStart = performance.now();
     // wrangler dev answers 503 "Your worker restarted mid-request" when its runtime restarts under
@@ -168,6 +173,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     const workspaces = h.mkdir("fleet");
     ctx.log(`scale: ${n} environments created in ${Math.round(createMs)} ms; connecting ${n} agents from one fleet process`);
     const connectSince = Date.now();
+    stage = `connecting ${n} agents (connect storm)`;
     fleet = await startFleet({ url: h.url, agents: created.map((c, i) => ({ token: c.token, workspace: join(workspaces, `a${i}`) })) }, ctx.dir);
     const f = fleet;
     const connect = await followStorm(f, h, { n, since: connectSince, zero: connectSince, timeoutMs: ctx.quick ? 60_000 : 150_000 });
@@ -189,6 +195,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     // The round trip itself: a file stat (an exec would also time the fleet process forking `true`,
     // which grows with the fleet's heap and says nothing about the control plane).
     const count = ctx.quick ? 40 : 300;
+    stage = "timing the stat round trip under load";
     ctx.log(`scale: stat round trip under load, ${count} sequential calls to random environments, beside the raw relay`);
     writeFileSync(join(raw.workspace, PROBE_FILE), "probe\n");
     const pick = () => created[Math.floor(Math.random() * created.length)]!.id;
@@ -231,10 +238,19 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
       `Connect storm: the fleet opened ${n} links at once; all were open after ${connect.allOpenMs ?? "n/a"} ms, half the agents welcomed after ${connect.welcome?.p50 ?? "n/a"} ms, all after ${connect.allWelcomedMs ?? "n/a"} ms, and the API listed all running after ${connectMs ?? "n/a"} ms; the control plane used ${connect.cpuPercent}% of a core meanwhile. Locally all ${n} Durable Objects share one workerd process (one JavaScript thread) and one D1 file, so hellos are processed one after another.`,
     ];
     if (fleetStats.warnings) scaleNotes.push(`The fleet's agents logged ${fleetStats.warnings} warning(s); the last: ${fleetStats.lastWarning}`);
+    scaleResult = {
+      id: "scale",
+      title: "3. Scale",
+      figures: scaleFigures,
+      details: { environments: n, concurrency, createMs, createRetries, connectMs, connectStorm: { allOpenMs: connect.allOpenMs, allWelcomedMs: connect.allWelcomedMs, welcome: connect.welcome, cpuPercent: connect.cpuPercent, timeline: connect.timeline }, memory: { empty: memEmpty, created: memCreated, connected: memConnected }, idleCpuPercent: idleCpu, fleet: fleetStats, underLoad: loadSum, loadFailures: loadFailures.slice(0, 10), fleetMode: "in-process provider-agent Link + Agent (bench/fleet.ts)" },
+      notes: scaleNotes,
+      durationMs: performance.now() - t0,
+    };
 
     // ---- 4. Reconnect storm ------------------------------------------------------------------------
     const runCount = Math.min(ctx.quick ? 5 : 20, n);
     const lines = ctx.quick ? 120 : 300;
+    stage = `starting ${runCount} runs before the restart`;
     ctx.log(`reconnect: starting ${runCount} runs that print ${lines} numbered lines each (10 a second), then restarting the control plane`);
     const script = `i=1; while [ $i -le ${lines} ]; do echo line-$i; i=$((i+1)); sleep 0.1; done`;
     const runs = await mapLimit(created.slice(0, runCount), 8, async (c) => {
@@ -245,9 +261,11 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     await pause(2_000);
     const before = await f.stats();
     let goneAt = 0;
+    stage = "restarting the control plane";
     const { stoppedMs, startedMs } = await h.restart({ beforeStart: () => void (goneAt = Date.now()) });
     const upAt = Date.now();
     ctx.log(`reconnect: stopped in ${Math.round(stoppedMs)} ms, started in ${Math.round(startedMs)} ms; waiting for ${n} agents`);
+    stage = `waiting for ${n} agents to reconnect`;
     const storm = await followStorm(f, h, { n, since: goneAt, zero: upAt, timeoutMs: 120_000 });
     let listedRunning = 0;
     await waitFor(async () => (listedRunning = await countInState(h.admin, "running")) === n && (await countInState(h.admin, "disconnected")) === 0, {
@@ -266,6 +284,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     const recoveredFirst = sampleEvents.some((e) => e.includes("running → disconnected (control plane restarted)"));
 
     // Losses: runs' lines, one exec everywhere, outboxes drained.
+    stage = "checking what the restart lost";
     ctx.log(`reconnect: ${storm.final.welcomedSince} of ${n} welcomed again after ${Date.now() - upAt} ms; checking that nothing was lost`);
     await waitFor(
       async () => {
@@ -330,16 +349,9 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
           `(2) The agents' backoff: the last ${n - Math.floor(0.99 * n)} agent(s) came back at ${w.max} ms, because a retry that failed while the control plane was down waits up to min(${BACKOFF_DEFAULTS.maxMs / 1000} s, ${BACKOFF_DEFAULTS.baseMs} ms × 2^attempt) for the next one.`,
       );
     }
-    const mid = performance.now();
+    const mid = t0 + scaleResult.durationMs;
     return [
-      {
-        id: "scale",
-        title: "3. Scale",
-        figures: scaleFigures,
-        details: { environments: n, concurrency, createMs, createRetries, connectMs, connectStorm: { allOpenMs: connect.allOpenMs, allWelcomedMs: connect.allWelcomedMs, welcome: connect.welcome, cpuPercent: connect.cpuPercent, timeline: connect.timeline }, memory: { empty: memEmpty, created: memCreated, connected: memConnected }, idleCpuPercent: idleCpu, fleet: fleetStats, underLoad: loadSum, loadFailures: loadFailures.slice(0, 10), fleetMode: "in-process provider-agent Link + Agent (bench/fleet.ts)" },
-        notes: scaleNotes,
-        durationMs: mid - t0,
-      },
+      scaleResult,
       {
         id: "reconnect",
         title: "4. Reconnect storm",
@@ -349,9 +361,23 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
         durationMs: performance.now() - mid,
       },
     ];
+  } catch (err) {
+    const error = failure(stage, err, h, fleet);
+    if (!scaleResult) throw new Error(await error);
+    ctx.log(`reconnect storm failed; the scale figures stand`);
+    return [scaleResult, { id: "reconnect", title: "4. Reconnect storm", figures: [], details: { wranglerOutput: h.notable().slice(-40) }, notes: [], error: await error, durationMs: performance.now() - t0 - scaleResult.durationMs }];
   } finally {
     await fleet?.stop().catch(() => undefined);
     await h.close();
   }
+}
+
+/** An error that says what the section was doing, what the fleet saw and what wrangler last said. */
+async function failure(stage: string, err: unknown, h: BenchControlPlane, fleet: Fleet | null): Promise<string> {
+  const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  const stats = fleet ? await fleet.stats().catch(() => null) : null;
+  const fleetLine = stats ? `\nthe fleet: ${stats.connected} of ${stats.agents} links open, ${stats.welcomed} welcomed, ${stats.requests} requests, ${stats.replies} replies, ${stats.unacknowledged} unacknowledged` : "";
+  const wrangler = h.notable().slice(-15);
+  return `failed while ${stage}: ${message}${fleetLine}${wrangler.length ? `\nwrangler's last lines (other than request logs):\n${wrangler.join("\n")}` : ""}`;
 }
 

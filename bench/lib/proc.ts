@@ -19,12 +19,15 @@ export function rssBytes(pid: number): number | null {
   }
 }
 
-/** VmRSS split: RssAnon (the process's own heap and stacks) and RssFile (mapped files: the node binary, shared). */
-export function memoryBytes(pid: number): { rss: number; anon: number; file: number } | null {
+/**
+ * VmRSS split: RssAnon (the process's own heap and stacks) and RssFile (mapped files: the node
+ * binary, shared); and VmHWM, the kernel's record of the highest VmRSS the process ever had.
+ */
+export function memoryBytes(pid: number): { rss: number; anon: number; file: number; peak: number } | null {
   try {
     const text = readFileSync(`/proc/${pid}/status`, "utf8");
     const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(text)?.[1] ?? Number.NaN) * 1024;
-    return { rss: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
+    return { rss: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile"), peak: kb("VmHWM") };
   } catch {
     return null;
   }
