@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import { UsageError } from "./errors.js";
 
 export const Profile = z.object({ url: z.string().url().optional(), token: z.string().min(1).optional(), environment: z.string().optional() });

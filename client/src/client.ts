@@ -3,7 +3,7 @@
  * (worker/openapi/routes.ts); every JSON answer is parsed with the protocol's zod schema, so a
  * drift between the Worker and its schemas fails loudly here instead of deep inside a caller.
  */
-import { z } from "zod";
+import * as z from "zod";
 import {
   CreateEnvironmentResponse,
   Deleted,

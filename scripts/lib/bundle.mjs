@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
  * @param {{ dir: URL, entry: string, outfile: string, define?: Record<string, string> }} o
  */
 export async function bundle(o) {
-  await build({
+  const result = await build({
     absWorkingDir: fileURLToPath(o.dir),
     entryPoints: [o.entry],
     outfile: o.outfile,
@@ -28,7 +28,15 @@ export async function bundle(o) {
     minifyWhitespace: true,
     minifySyntax: true,
     logLevel: "warning",
+    metafile: true,
   });
+  // `import { z } from "zod"` keeps zod's whole namespace, every locale of its error messages
+  // included (~450 KB the agent would parse and hold); `import * as z from "zod"` keeps what is used.
+  const kept = Object.values(result.metafile.outputs).flatMap((out) => Object.entries(out.inputs).filter(([, i]) => i.bytesInOutput > 0).map(([f]) => f));
+  const locales = kept.filter((f) => /zod\/v4\/locales\/(?!en\.js$|index\.js$)/.test(f));
+  if (locales.length) {
+    throw new Error(`${o.entry}: zod's locales (${locales.length} files) got into the bundle (${locales.slice(0, 3).join(", ")}, ...): a module imports { z } from "zod"; write \`import * as z from "zod"\` instead`);
+  }
 }
 
 /**

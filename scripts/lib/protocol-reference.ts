@@ -4,7 +4,7 @@
  * agent link and the host link, every operation's params and result, the provider manifest, error
  * codes and close codes. A test fails when the committed file differs from what this renders.
  */
-import { z } from "zod";
+import * as z from "zod";
 import {
   AgentFrame,
   CLOSE,

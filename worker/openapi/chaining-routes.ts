@@ -1,5 +1,5 @@
 /** Execution chaining routes for the OpenAPI document (see routes.ts). */
-import { z } from "zod";
+import * as z from "zod";
 import { ForwardBody, ForwardLine, Gateway, Routing } from "@outpost/protocol";
 import type { RouteSpec } from "./spec.js";
 

@@ -1,5 +1,5 @@
 /** Hierarchical environments (spawn scope, children, tree) for the OpenAPI document (see routes.ts). */
-import { z } from "zod";
+import * as z from "zod";
 import { CreateEnvironmentResponse, Environment, EnvironmentTreeNode, SpawnBody, SpawnGrant, SpawnScopeBody, SpawnScopeResponse } from "@outpost/protocol";
 import type { RouteSpec } from "./spec.js";
 

@@ -3,7 +3,7 @@
  * responses become named components (shared schemas such as Environment by their names), request
  * bodies and query strings are described as clients send them (zod's input side: defaults optional).
  */
-import { z } from "zod";
+import * as z from "zod";
 import { Environment, EnvironmentEvent, EnvironmentSummary, ExecStreamLine, Host, Problem, Run } from "@outpost/protocol";
 import type { Content, RawContent, RouteSpec } from "./spec.js";
 

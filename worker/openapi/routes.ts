@@ -3,7 +3,7 @@
  * the Worker must be declared here too: test/workers/openapi.test.ts compares this list with
  * `app.routes` and fails on any difference. Schemas are the ones the handlers validate with.
  */
-import { z } from "zod";
+import * as z from "zod";
 import {
   CreateEnvironmentBody,
   CreateEnvironmentResponse,

@@ -1,5 +1,5 @@
 /** The hierarchy and snapshot routes, for the OpenAPI document (see routes.ts). */
-import { z } from "zod";
+import * as z from "zod";
 import {
   CreateObjectiveBody,
   CreateSnapshotBody,

@@ -1,6 +1,6 @@
 /** Objectives and threads: the upper levels of the hierarchy (objective → thread → run → snapshot). */
 import { Hono } from "hono";
-import { z } from "zod";
+import * as z from "zod";
 import { CreateObjectiveBody, CreateThreadBody, OBJECTIVE_ID, THREAD_ID, timeOrderedId } from "@outpost/protocol";
 import { requireRole, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";

@@ -5,7 +5,7 @@
  * make a branch ready for a pull request in an environment's own repository.
  */
 import { Hono } from "hono";
-import { z } from "zod";
+import * as z from "zod";
 import {
   CreateSnapshotBody,
   DiffSnapshotsBody,
