@@ -10,7 +10,7 @@ import type { CreateEnvironmentInput } from "@outpost/protocol";
 import type { AgentProcess } from "../../scripts/lib/agent-process.js";
 import { startRawRelay, type RawRelay } from "../raw-relay/index.js";
 import { startBenchControlPlane, type BenchControlPlane } from "./harness.js";
-import { snapshotControlPlane, type SourceOf } from "./snapshot.js";
+import { snapshotControlPlane, type SourceOf } from "../../scripts/lib/snapshot.js";
 
 export interface Served {
   id: string;

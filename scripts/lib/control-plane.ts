@@ -53,11 +53,21 @@ export interface ControlPlane {
   exited: Promise<Exit>;
   /** wrangler's last output lines. */
   output(): string;
+  /**
+   * How often wrangler rebuilt and restarted the Worker since it started ("Reloading local server"):
+   * it does so whenever a file of the bundle, the assets or the config changes, dropping every
+   * WebSocket and failing requests in flight (a POST with wrangler's 503 "Your worker restarted
+   * mid-request"). 0 for a control plane started from a snapshot (scripts/lib/snapshot.ts).
+   */
+  reloads(): number;
   /** SIGTERM to the group, SIGKILL after a grace period; resolves once no process is left and the port is free. */
   stop(): Promise<void>;
   /** SIGKILL to the group, immediately (a crash, not a shutdown). */
   kill(): void;
 }
+
+/** wrangler dev's line when it restarts the Worker after a change (4.x: "⎔ Reloading local server..."). */
+export const RELOADING = /Reloading local server/;
 
 /** Environment for every wrangler we run: no telemetry, no network fetch of the `cf` placeholder, plain text. */
 export function wranglerEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -142,8 +152,13 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   };
 
   let wrangler: ProcessGroup;
+  let reloads = 0;
+  const onLine = (line: string) => {
+    if (RELOADING.test(line)) reloads++;
+    o.onLine?.(line);
+  };
   try {
-    wrangler = spawnGroup(process.execPath, args, { cwd: ROOT, env: wranglerEnv(), onLine: o.onLine ? (line) => o.onLine?.(line) : undefined });
+    wrangler = spawnGroup(process.execPath, args, { cwd: ROOT, env: wranglerEnv(), onLine });
   } catch (err) {
     removeSecret();
     throw err;
@@ -188,6 +203,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     pid: wrangler.pid,
     exited: wrangler.exited,
     output: () => wrangler.output(),
+    reloads: () => reloads,
     stop,
     kill: () => {
       wrangler.kill();

@@ -5,8 +5,7 @@
  * (HTTP) or an error frame / close code (WebSocket); never a 5xx, a hang, or a sick object.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readdir, readFile, realpath, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SignJWT } from "jose";
@@ -23,16 +22,13 @@ import { wranglerVariant } from "./lib/variant-config.js";
 
 const figures = new Figures("hostile");
 let h: Harness;
-let configDir: string;
 beforeAll(async () => {
   // Hundreds of deliberate auth failures from one client: the auth-failure limit (rate-limits.test.ts) is lifted here.
-  configDir = await mkdtemp(join(tmpdir(), "outpost-chaos-config-"));
-  h = await startHarness({ config: wranglerVariant(configDir, { limit: 1_000_000, period: 60 }) });
+  h = await startHarness({ config: (toml) => wranglerVariant(toml, { limit: 1_000_000, period: 60 }) });
 });
 afterAll(async () => {
   figures.write();
   await h?.close();
-  await rm(configDir, { recursive: true, force: true });
 });
 
 type Env = { id: string; agentToken: string; workspace: string; parent: string };

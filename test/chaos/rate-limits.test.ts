@@ -4,9 +4,6 @@
  * answered 429 with Retry-After as problem+json; requests that authenticate, and other environments,
  * are not affected.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHarness, type Harness } from "../e2e/helpers.js";
 import { Figures, tally } from "./lib/figures.js";
@@ -17,18 +14,15 @@ const AUTH_LIMIT = 5;
 const ENV_BURST = 8;
 const ENV_RATE = 2;
 let h: Harness;
-let configDir: string;
 beforeAll(async () => {
-  configDir = await mkdtemp(join(tmpdir(), "outpost-chaos-config-"));
   h = await startHarness({
-    config: wranglerVariant(configDir, { limit: AUTH_LIMIT, period: 10 }),
+    config: (toml) => wranglerVariant(toml, { limit: AUTH_LIMIT, period: 10 }),
     vars: { OUTPOST_ENV_RATE: String(ENV_RATE), OUTPOST_ENV_BURST: String(ENV_BURST), OUTPOST_AUTH_FAILURE_PERIOD: "10" },
   });
 });
 afterAll(async () => {
   figures.write();
   await h?.close();
-  await rm(configDir, { recursive: true, force: true });
 });
 
 async function problem429(res: Response): Promise<string | null> {

@@ -13,6 +13,7 @@ import type { Role } from "@outpost/protocol";
 import { AGENT_BUNDLE, spawnAgent, type AgentOptions, type AgentProcess } from "../../scripts/lib/agent-process.js";
 import { OutpostClient } from "../../scripts/lib/api.js";
 import { startControlPlane, type ControlPlane } from "../../scripts/lib/control-plane.js";
+import { snapshotControlPlane } from "../../scripts/lib/snapshot.js";
 import { freePort, portFree, waitPortFree } from "../../scripts/lib/ports.js";
 import type { Exit, ProcessGroup } from "../../scripts/lib/process-group.js";
 import { signUserToken } from "../../scripts/lib/tokens.js";
@@ -22,8 +23,10 @@ import { waitFor } from "../../scripts/lib/wait.js";
 export { killLeftovers, processesMentioning, waitFor };
 
 export interface Harness {
-  /** The temp dir holding this file's state: persist dir, workspaces. */
+  /** The temp dir holding this file's state: persist dir, workspaces, the copy of the sources. */
   dir: string;
+  /** The wrangler.toml the control plane runs from: in this file's copy of the sources, never the repo's. */
+  config: string;
   port: number;
   secret: string;
   cp: ControlPlane;
@@ -45,8 +48,12 @@ export interface Harness {
 export const ORG = "e2e";
 
 export interface HarnessOptions {
-  /** Another wrangler.toml (e.g. with other rate limits); default the repo's. */
-  config?: string;
+  /**
+   * Another wrangler.toml (e.g. with other rate limits), made from the copy's: given the copy's
+   * wrangler.toml, returns the path of the variant (best written next to it, so that its relative
+   * paths still hold).
+   */
+  config?: (snapshotConfig: string) => string;
   /** Worker variables over wrangler.toml's [vars]. */
   vars?: Record<string, string>;
 }
@@ -57,10 +64,16 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   const persistTo = join(dir, "state");
   const secret = randomBytes(32).toString("base64url");
   const port = await freePort();
-  const start = () => startControlPlane({ port, persistTo, secret, readyTimeoutMs: 45_000, config: o.config, vars: o.vars });
+  // The Worker runs from a copy of the sources: wrangler dev restarts it on any change to them
+  // (dropping every socket, failing requests in flight with its own 503), and the repo's sources change
+  // under a long run (a rebase, a landing on main, npm ci). scripts/lib/snapshot.ts says more.
+  let config = "";
   let cp: ControlPlane;
+  let reloads = 0;
   try {
-    cp = await start();
+    const snapshot = snapshotControlPlane(join(dir, "sources"));
+    config = o.config ? o.config(snapshot) : snapshot;
+    cp = await startControlPlane({ port, persistTo, secret, readyTimeoutMs: 45_000, config, vars: o.vars });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
@@ -71,6 +84,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
 
   const harness: Harness = {
     dir,
+    config,
     port,
     secret,
     get cp() {
@@ -91,17 +105,20 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
       return agent;
     },
     async restart(how = {}) {
+      reloads += cp.reloads();
       if (how.crash) {
         cp.kill();
         await cp.exited;
         if (!(await waitPortFree(port, 10_000))) throw new Error(`port ${port} still in use after the crash`);
       } else await cp.stop();
-      cp = await startControlPlane({ port, persistTo, secret, migrate: false, readyTimeoutMs: 45_000, config: o.config, vars: o.vars });
+      cp = await startControlPlane({ port, persistTo, secret, migrate: false, readyTimeoutMs: 45_000, config, vars: o.vars });
     },
     async close() {
       try {
         await Promise.all(agents.map((a) => a.stop("SIGTERM", 3_000).catch(() => a.kill())));
         await cp.stop();
+        // A restart of the Worker under the tests would fail them with wrangler's 503 or a dropped socket, far from the cause.
+        expect(reloads + cp.reloads(), "wrangler dev rebuilt and restarted the Worker mid-file: something changed its copy of the sources").toBe(0);
         expect(agents.filter((a) => a.alive()).map((a) => a.pid), "agent process groups left running").toEqual([]);
         expect(await portFree(port), `port ${port} is free after stop`).toBe(true);
         expect(killLeftovers(dir), "processes still mentioning the test dir").toEqual([]);
