@@ -1,16 +1,24 @@
 /**
  * The agent's record of the process groups it started (provider-agent/src/process-groups.ts): a
- * later agent process kills the groups a killed one left running, and never a group whose id the
- * kernel has given to another process since. Real processes, real signals.
+ * later agent process kills the groups a killed one left running (a real kill -9 of a real
+ * process), and never a group whose id the kernel has given to another process since; a stopped
+ * command's group stays listed until its SIGKILL, so a member that ignores SIGTERM cannot escape;
+ * finished commands cost no write of their own. Real processes, real signals.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { forgetGroup, reapLeftoverGroups, recordGroup } from "../../provider-agent/src/process-groups.js";
+import { realClock } from "../../provider-agent/src/clock.js";
+import { flushGroups, forgetGroup, ledgerWrites, reapLeftoverGroups, recordGroup } from "../../provider-agent/src/process-groups.js";
 import { silentLogger } from "../../provider-agent/src/log.js";
+import { KILL_GRACE_MS, runExec } from "../../provider-agent/src/services/exec.js";
+import { RunManager } from "../../provider-agent/src/services/runs.js";
 import { waitFor } from "../../scripts/lib/wait.js";
+
+const listed = (file: string) => (JSON.parse(readFileSync(file, "utf8")) as Array<{ pgid: number }>).map((e) => e.pgid);
+const ledger = () => join(mkdtempSync(join(tmpdir(), "outpost-groups-")), "agent.json.groups.json");
 
 function alive(pgid: number): boolean {
   try {
@@ -37,7 +45,8 @@ describe("process groups left by a killed agent", () => {
     recordGroup(left);
     recordGroup(finished);
     forgetGroup(finished);
-    expect((JSON.parse(readFileSync(file, "utf8")) as Array<{ pgid: number }>).map((e) => e.pgid)).toEqual([left]);
+    flushGroups();
+    expect(listed(file)).toEqual([left]);
     // The agent is killed here (nothing runs on SIGKILL); the next one starts with the same file.
     expect(reapLeftoverGroups(file, silentLogger)).toBe(1);
     await waitFor(() => !alive(left), { timeoutMs: 5_000, what: "the leftover group to die" });
@@ -55,5 +64,84 @@ describe("process groups left by a killed agent", () => {
     process.kill(-other, "SIGKILL");
     writeFileSync(file, "{not json");
     expect(reapLeftoverGroups(file, silentLogger)).toBe(0);
+  });
+
+  it("an agent killed with kill -9 right after it started a command: the next agent kills the command's group", async () => {
+    const file = ledger();
+    // A real agent-like process: names the ledger, starts a group, records it, then is killed.
+    const script = join(mkdtempSync(join(tmpdir(), "outpost-groups-agent-")), "agent.ts");
+    const module = resolve("provider-agent/src/process-groups.ts");
+    writeFileSync(
+      script,
+      `import { spawn } from "node:child_process";
+import { reapLeftoverGroups, recordGroup } from ${JSON.stringify(module)};
+reapLeftoverGroups(${JSON.stringify(file)}, { debug() {}, info() {}, warn() {}, error() {} } as never);
+const child = spawn("sh", ["-c", "sleep 30 & sleep 30; wait"], { detached: true, stdio: "ignore" });
+recordGroup(child.pid);
+console.log(child.pid);
+setInterval(() => {}, 1000);
+`,
+    );
+    // One process (node with tsx's loader), so SIGKILL hits the process that recorded the group.
+    const agent = spawn(process.execPath, ["--import", "tsx", script], { cwd: resolve("."), stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    agent.stdout.on("data", (b: Buffer) => (out += b.toString()));
+    const pgid = Number(await waitFor(() => /^\d+\n/.exec(out)?.[0], { timeoutMs: 20_000, what: "the agent to start its command" }));
+    agent.kill("SIGKILL");
+    await new Promise((r) => agent.once("exit", r));
+    expect(alive(pgid)).toBe(true);
+    expect(listed(file)).toEqual([pgid]);
+    expect(reapLeftoverGroups(file, silentLogger)).toBe(1);
+    await waitFor(() => !alive(pgid), { timeoutMs: 5_000, what: "the leftover group to die" });
+  });
+
+  it("a stopped command's group stays listed until its SIGKILL, so a member that ignores SIGTERM cannot escape a killed agent", async () => {
+    const file = ledger();
+    reapLeftoverGroups(file, silentLogger);
+    const workspace = mkdtempSync(join(tmpdir(), "outpost-groups-ws-"));
+    // The leader dies of SIGTERM; a member of its group ignores it.
+    const command = ["sh", "-c", "(trap '' TERM; exec sleep 30 >/dev/null 2>&1) & exec sleep 30"];
+    const result = await runExec({ command, timeoutMs: 300 }, { workspace, clock: realClock() });
+    expect(result.timedOut).toBe(true);
+    flushGroups();
+    const [pgid] = listed(file);
+    expect(pgid).toBeGreaterThan(0);
+    // Here, within the grace, an agent killed with SIGKILL leaves the member listed: the next one kills it.
+    expect(alive(pgid!)).toBe(true);
+    await waitFor(() => !alive(pgid!), { timeoutMs: KILL_GRACE_MS + 5_000, what: "the SIGKILL after the grace" });
+    flushGroups();
+    expect(listed(file)).toEqual([]);
+  });
+
+  it("a cancelled run's group stays listed until its SIGKILL", async () => {
+    const file = ledger();
+    reapLeftoverGroups(file, silentLogger);
+    const workspace = mkdtempSync(join(tmpdir(), "outpost-groups-ws-"));
+    const runs = new RunManager({ workspace, out: { sendPaced: async () => {} }, killGraceMs: 500 });
+    try {
+      const { pid } = await runs.start({ runId: "run_1", command: ["sh", "-c", "(trap '' TERM; exec sleep 30 >/dev/null 2>&1) & exec sleep 30"] });
+      await waitFor(() => readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("sleep"), { timeoutMs: 5_000, what: "the run to start" });
+      runs.cancel("run_1");
+      await waitFor(() => runs.reports()[0]?.state === "exited", { timeoutMs: 5_000, what: "the run's leader to exit" });
+      flushGroups();
+      expect(listed(file)).toEqual([pid]);
+      expect(alive(pid)).toBe(true);
+      await waitFor(() => !alive(pid), { timeoutMs: 5_000, what: "the SIGKILL after the grace" });
+      flushGroups();
+      expect(listed(file)).toEqual([]);
+    } finally {
+      runs.dispose();
+    }
+  });
+
+  it("finished commands cost one ledger write each (their record), not two", async () => {
+    const file = ledger();
+    reapLeftoverGroups(file, silentLogger);
+    const workspace = mkdtempSync(join(tmpdir(), "outpost-groups-ws-"));
+    const before = ledgerWrites();
+    for (let i = 0; i < 10; i++) expect((await runExec({ command: ["true"] }, { workspace, clock: realClock() })).exitCode).toBe(0);
+    // Ten records; the forgets ride on the next record, the last one on the deferred write.
+    expect(ledgerWrites() - before).toBeLessThanOrEqual(11);
+    await waitFor(() => listed(file).length === 0, { timeoutMs: 5_000, what: "the last forget to be written" });
   });
 });

@@ -164,6 +164,8 @@ export async function runExec(params: ExecParams, options: ExecOptions): Promise
     let failure: unknown = undefined;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
     let settled = false;
+    /** SIGTERM sent; SIGKILL follows after the grace. */
+    let killing = false;
     const later = (ms: number, fn: () => void) => void clock.setTimeout(fn, ms);
 
     const stop = (why: "timeout" | "cancelled" | { error: unknown }) => {
@@ -171,9 +173,14 @@ export async function runExec(params: ExecParams, options: ExecOptions): Promise
       if (typeof why === "string") stopped = why;
       else failure = why.error;
       const pid = child.pid;
+      killing = true;
       killGroup(pid, "SIGTERM");
-      // Not cleared on exit: group members that ignore SIGTERM must still go.
-      later(KILL_GRACE_MS, () => killGroup(pid, "SIGKILL"));
+      // Not cleared on exit: group members that ignore SIGTERM must still go. The group stays in
+      // the ledger until then, so an agent killed within the grace leaves none of them behind.
+      later(KILL_GRACE_MS, () => {
+        killGroup(pid, "SIGKILL");
+        forgetGroup(pid);
+      });
     };
     const onAbort = () => {
       const reason: unknown = signal?.reason;
@@ -190,7 +197,8 @@ export async function runExec(params: ExecParams, options: ExecOptions): Promise
     const finish = async () => {
       if (settled) return;
       settled = true;
-      forgetGroup(child.pid);
+      // A stopped group is forgotten after its SIGKILL (see stop).
+      if (!killing) forgetGroup(child.pid);
       signal?.removeEventListener("abort", onAbort);
       if (deadline) clock.clearTimeout(deadline);
       await pump?.finish();

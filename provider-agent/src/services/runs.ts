@@ -96,8 +96,12 @@ export class RunManager {
       run.cancelled = true;
       this.#log.info(`run ${runId}: cancelling (pid ${run.pid})`);
       killGroup(run.pid, "SIGTERM");
-      // Not cleared on exit: group members that ignore SIGTERM must still go.
-      this.#clock.setTimeout(() => killGroup(run.pid, "SIGKILL"), this.#grace);
+      // Not cleared on exit: group members that ignore SIGTERM must still go. The group stays in
+      // the ledger until then, so an agent killed within the grace leaves none of them behind.
+      this.#clock.setTimeout(() => {
+        killGroup(run.pid, "SIGKILL");
+        forgetGroup(run.pid);
+      }, this.#grace);
     }
     return { cancelled: true };
   }
@@ -187,7 +191,8 @@ export class RunManager {
       child.on("close", async (code, signal) => {
         if (closed) return;
         closed = true;
-        forgetGroup(run.pid);
+        // A cancelled run's group is forgotten after its SIGKILL (see cancel).
+        if (!run.cancelled) forgetGroup(run.pid);
         await pump.finish();
         const ended = exit ?? { code, signal };
         run.state = "exited";
