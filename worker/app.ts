@@ -16,6 +16,7 @@ import { providers } from "./routes/providers.js";
 import { environmentRuns, runs } from "./routes/runs.js";
 import { objectives, threads } from "./routes/hierarchy.js";
 import { snapshots } from "./routes/snapshots.js";
+import { userTokens } from "./user-tokens.js";
 
 export const app = new Hono<{ Bindings: Env }>()
   .use("*", limitAuthFailures)
@@ -35,7 +36,8 @@ export const app = new Hono<{ Bindings: Env }>()
   .route("/v1/providers", providers)
   .route("/v1/objectives", objectives)
   .route("/v1/threads", threads)
-  .route("/v1/snapshots", snapshots);
+  .route("/v1/snapshots", snapshots)
+  .route("/v1/tokens", userTokens);
 
 app.notFound((c) => problemResponse(404, "not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`));
 app.onError((err, c) => problemFromError(c, err));

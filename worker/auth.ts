@@ -9,9 +9,11 @@ import type { Env } from "./env.js";
 import { HttpError } from "./problem.js";
 
 const ALG = "HS256";
+/** The JWS algorithm every Outpost token is signed with. */
+export const SIGNING_ALG = ALG;
 const keys = new Map<string, Uint8Array>();
 
-function signingKey(env: Env): Uint8Array {
+export function signingKey(env: Env): Uint8Array {
   const secret = env.OUTPOST_JWT_SECRET;
   if (!secret || secret.length < 32) {
     throw new HttpError(500, "misconfigured", "OUTPOST_JWT_SECRET is missing or shorter than 32 characters.");

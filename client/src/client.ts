@@ -59,6 +59,8 @@ import {
   SpawnGrant,
   SpawnScopeResponse,
   Thread,
+  UserTokenResponse,
+  type UserTokenInput,
   type CreateObjectiveBody,
   type CreateThreadBody,
   type SpawnBody,
@@ -461,6 +463,11 @@ export class Client {
 
   createHostToken(body: HostTokenInput) {
     return this.call(HostTokenResponse, "POST", "/v1/hosts/tokens", { json: body });
+  }
+
+  /** Issues a user/API token in the caller's org (admin): a role no higher than the caller's, `ttlSeconds` up to 90 days (default 30). */
+  createUserToken(body: UserTokenInput) {
+    return this.call(UserTokenResponse, "POST", "/v1/tokens", { json: body });
   }
 
   installProvider(body: InstallProviderInput) {

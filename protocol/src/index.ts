@@ -11,4 +11,5 @@ export * from "./http.js";
 export * from "./snapshots.js";
 export * from "./spawn.js";
 export * from "./token-lifetimes.js";
+export * from "./user-tokens.js";
 export * from "./watch.js";

@@ -446,6 +446,30 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     expect((await outpost(["children", "scope", NAME], { env: admin() })).stdout.toString()).toMatch(/up to 2 children/);
   });
 
+  it("tokens user: an admin issues a narrower token that works with exactly its role; more than the issuer's is refused", async () => {
+    const issued = parsed(await outpost(["tokens", "user", "--role", "viewer", "--ttl", "7d", "--name", "cli-reader", "--json"], { env: admin() }));
+    expect(issued).toMatchObject({ role: "viewer", sub: "cli-reader", org: "e2e" });
+    const claims = decodeJwt(issued.token as string);
+    expect(claims.exp! - claims.iat!).toBe(7 * 24 * 3600);
+    expect(new Date(issued.expiresAt as string).getTime()).toBe(claims.exp! * 1000);
+    expect(parsed(await outpost(["env", "list", "--json"], { env: as(issued.token) })).environments).toEqual(expect.any(Array));
+    const denied = await outpost(["env", "create", `${NAME}-by-viewer`], { env: as(issued.token) });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/'operator' role.*HTTP 403/);
+    // text: the token alone on stdout, what it is on stderr
+    const text = await outpost(["tokens", "user", "--role", "operator", "--ttl", "1h"], { env: admin() });
+    expect(text.code, text.stderr).toBe(0);
+    expect(decodeJwt(text.stdout.toString().trim())).toMatchObject({ role: "operator", org: "e2e" });
+    expect(text.stderr).toMatch(/^operator token for e2e:admin\/operator in org e2e, expires 20\d\d-/);
+    // an operator may not issue at all, least of all an admin's token
+    const operator = await h.client("operator");
+    const refused = await outpost(["tokens", "user", "--role", "admin"], { env: as(operator.token) });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/HTTP 403, forbidden/);
+    const tooLong = await outpost(["tokens", "user", "--role", "viewer", "--ttl", "91d"], { env: admin() });
+    expect(tooLong.code).toBe(2);
+  });
+
   it("env stop and env rm change its state; the agent is told and exits", async () => {
     const name = `${NAME}-stop`;
     const { agent } = await runningEnvironment(name);

@@ -102,6 +102,16 @@ describe("options hold what their help says", () => {
     expect((await cli(["tokens", "host", "box", "--ttl", "1825d"], unreachable)).stderr).toContain("cannot reach the control plane");
   });
 
+  it("tokens user: --role is required, --ttl up to 90 days", async () => {
+    expect(await help("tokens user")).toMatch(/--ttl DURATION .*default 30 days; at most 90 days; at least 60 s/);
+    const none = await cli(["tokens", "user"], unreachable);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain("--role must be viewer, operator or admin");
+    expect((await cli(["tokens", "user", "--role", "owner"], unreachable)).stderr).toContain("not 'owner'");
+    expect((await cli(["tokens", "user", "--role", "viewer", "--ttl", "91d"], unreachable)).code).toBe(2);
+    expect((await cli(["tokens", "user", "--role", "viewer", "--ttl", "90d"], unreachable)).stderr).toContain("cannot reach the control plane");
+  });
+
   it("routes set --ack-timeout-ms and --max-hops: their defaults and limits, as the API's routing schema has them", async () => {
     const text = await help("routes set");
     expect(text).toMatch(/--ack-timeout-ms MS .*default 10000; 10 to 600000/);

@@ -46,6 +46,8 @@ import {
   RunList,
   RunResponse,
   RunsQuery,
+  UserTokenBody,
+  UserTokenResponse,
 } from "@outpost/protocol";
 import { CHAINING_ROUTES } from "./chaining-routes.js";
 import { CHILDREN_ROUTES } from "./children-routes.js";
@@ -243,6 +245,17 @@ export const ROUTES: RouteSpec[] = [
     auth: "admin",
     body: HostTokenBody,
     responses: { 201: HostTokenResponse },
+  },
+  {
+    id: "createUserToken",
+    method: "post",
+    path: "/v1/tokens",
+    tag: "tokens",
+    summary: "A user/API token for the caller's org: a role no higher than the caller's, expiring within 90 days (30 by default)",
+    description: "The token is not stored and cannot be revoked on its own: it lives until `expiresAt`. Asking for a higher role than the caller's is a 403; a ttlSeconds outside 60 s to 90 days, or an `org` in the body, a 400.",
+    auth: "admin",
+    body: UserTokenBody,
+    responses: { 201: UserTokenResponse },
   },
   {
     id: "connectHost",

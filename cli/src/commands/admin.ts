@@ -1,4 +1,4 @@
-import { lifetimeText, TOKEN_LIFETIME } from "@outpost/protocol";
+import { lifetimeText, MIN_TOKEN_TTL_SECONDS, Role, TOKEN_LIFETIME } from "@outpost/protocol";
 import { duration, list, pairs, str, type Command } from "../command.js";
 import { UsageError } from "../errors.js";
 import { ago, json, print, table } from "../output.js";
@@ -24,6 +24,34 @@ const hostToken = (name: string, summary: string): Command => ({
     print(ctx, r, () => r.token);
   },
 });
+
+const userToken: Command = {
+  name: "tokens user",
+  summary: "Issue a user/API token for this org (admin): a role no higher than yours, for a person, CI or a script",
+  args: "--role ROLE",
+  description:
+    "Prints the token once (--json: { token, org, role, sub, expiresAt }). It cannot be revoked on its own: give it the shortest lifetime that will do; rotate OUTPOST_JWT_SECRET to revoke every token.",
+  options: {
+    role: { type: "string", value: "ROLE", description: "viewer (reads), operator (also creates, starts, execs, writes files) or admin; at most your own" },
+    name: { type: "string", value: "NAME", description: "who it is for, its subject (default: your subject/ROLE)" },
+    ttl: {
+      type: "string",
+      value: "DURATION",
+      description: `how long it lasts: seconds, or 90m, 12h, 7d (default ${lifetimeText(TOKEN_LIFETIME.api.defaultSeconds)}; at most ${lifetimeText(TOKEN_LIFETIME.api.maxSeconds)}; at least 60 s)`,
+    },
+  },
+  json: true,
+  positionals: { min: 0, max: 0 },
+  examples: ["outpost tokens user --role viewer --ttl 7d --name ci-dashboard"],
+  async run(ctx, _, v) {
+    const role = Role.safeParse(str(v.role));
+    if (!role.success) throw new UsageError(`tokens user: --role must be viewer, operator or admin${v.role === undefined ? "" : `, not '${str(v.role)}'`}`, "See outpost tokens user --help.");
+    const ttlSeconds = duration(str(v.ttl), "--ttl", { min: MIN_TOKEN_TTL_SECONDS, max: TOKEN_LIFETIME.api.maxSeconds });
+    const r = await ctx.client().createUserToken({ role: role.data, name: str(v.name), ttlSeconds });
+    print(ctx, r, () => r.token);
+    if (!ctx.json) ctx.note(`${r.role} token for ${r.sub} in org ${r.org}, expires ${r.expiresAt}`);
+  },
+};
 
 export const adminCommands: Command[] = [
   {
@@ -94,6 +122,7 @@ export const adminCommands: Command[] = [
   },
   hostToken("hosts token", "Issue a provider host token (same as `outpost tokens host`)"),
   hostToken("tokens host", "Issue a provider host token for `outpost-agent host`"),
+  userToken,
   {
     name: "tokens rotate-agent",
     summary: "Issue a new agent token for an environment; the old one stops working and its agent is cut off",
