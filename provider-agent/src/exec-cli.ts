@@ -23,8 +23,10 @@ Where it runs (an environment id or name, or capability:NAME for any environment
   (none)               this environment's routing rules decide
 Options:
   --type TYPE          the request type the rules match (default exec; e.g. inference:generate)
-  --payload JSON       instead of a command: input for the destination's handler of --type (a custom type)
-  --cwd DIR            working directory, relative to the target's workspace
+  --payload JSON       instead of a command: input for the destination's handler of --type (a custom type);
+                       the handler's own cwd and timeout apply (its gateway's handlers), so --cwd and
+                       --timeout-ms are refused with it
+  --cwd DIR            working directory of the command, relative to the target's workspace
   --timeout-ms MS      the command's deadline
   --endpoint-file PATH the agent's endpoint file, when ${FORWARD_URL_ENV} and ${FORWARD_SECRET_ENV} are not set
   -h, --help           print this help
@@ -63,6 +65,10 @@ export async function execMain(argv: string[], env: NodeJS.ProcessEnv): Promise<
   if (values.payload !== undefined) {
     if (command.length > 0) return usage("give either --payload or a command after --, not both");
     if (!values.type) return usage("--payload needs --type (the custom request type whose handler takes it)");
+    const commandOnly = (["cwd", "timeout-ms"] as const).filter((k) => values[k] !== undefined);
+    if (commandOnly.length > 0) {
+      return usage(`${commandOnly.map((k) => `--${k}`).join(" and ")} apply to a command after --, not to --payload: the destination's handler for --type runs with the cwd and timeout its gateway gives it`);
+    }
     try {
       payload = JSON.parse(values.payload);
     } catch {

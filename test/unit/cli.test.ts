@@ -63,6 +63,28 @@ describe.concurrent("outpost-agent CLI usage", () => {
   });
 });
 
+describe.concurrent("outpost-agent exec usage", () => {
+  const endpoint = { OUTPOST_FORWARD_URL: "http://127.0.0.1:9", OUTPOST_FORWARD_SECRET: "s" };
+
+  it.each([
+    ["--cwd", ["--cwd", "sub"], /--cwd apply to a command after --, not to --payload/],
+    ["--timeout-ms", ["--timeout-ms", "5000"], /--timeout-ms apply to a command after --, not to --payload/],
+    ["both", ["--cwd", "sub", "--timeout-ms", "5000"], /--cwd and --timeout-ms apply to a command/],
+  ])("refuses %s with --payload (the handler's own cwd and timeout apply): exit 2, nothing sent", async (_name, extra, message) => {
+    const r = await runCli(["exec", "--target", "gpu", "--type", "inference:generate", "--payload", '{"prompt":"hi"}', ...extra], endpoint);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).toContain("Run 'outpost-agent exec --help' for usage.");
+    expect(r.stdout).toBe("");
+  });
+
+  it("--help says --cwd and --timeout-ms are the command's, not the payload's", async () => {
+    const r = await runCli(["exec", "--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--payload JSON[\s\S]*so --cwd and\s+--timeout-ms are refused with it/);
+  });
+});
+
 describe("outpost-agent CLI against a local edge", () => {
   let base: { dir: string; cleanup: () => Promise<void> };
   let edge: TestEdge | null = null;
