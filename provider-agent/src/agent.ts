@@ -32,7 +32,7 @@ import { RunManager } from "./services/runs.js";
 import { diffSnapshots, readBundle, receiveImport } from "./services/snapshot-ops.js";
 import { branchForPullRequest } from "./services/snapshot-branch.js";
 import { defaultSnapshotDir, SnapshotService } from "./services/snapshots.js";
-import { confineError, workspaceRoots } from "./workspace-errors.js";
+import { confineError, confineFrame, privateDirs, workspaceRoots, type PrivateDir } from "./workspace-errors.js";
 
 export const CAPABILITIES = ["exec", "files", "runs", "diff", "stream", "snapshots"];
 
@@ -64,6 +64,8 @@ export interface AgentOptions {
   diffBaseDir?: string;
   /** Where the workspace's shadow repository and bundles in transit live (outside the workspace). */
   snapshotDir?: string;
+  /** The directory of the agent's state file: like the two above, never named by its host path in what leaves the agent. */
+  stateDir?: string;
 }
 
 type InFlight = {
@@ -123,7 +125,8 @@ export class Agent {
   get runs(): RunManager {
     return (this.#runs ??= new RunManager({
       workspace: this.options.workspace,
-      out: this.options.out,
+      // A run's exit may carry an error message: host paths leave it as they leave error replies.
+      out: { sendPaced: (frame) => this.options.out.sendPaced(confineFrame(frame, workspaceRoots(this.options.workspace), this.#privateDirs())) },
       clock: this.#clock,
       log: this.#log,
       // The CLI always names a snapshot directory; embedders that do not get no end-of-run snapshots.
@@ -143,6 +146,16 @@ export class Agent {
   get diffs(): DiffService {
     const { workspace, diffBaseDir } = this.options;
     return (this.#diffs ??= new DiffService({ workspace, baseDir: diffBaseDir ?? defaultDiffBaseDir(workspaceKey(workspace)), log: this.#log }));
+  }
+
+  /** The agent's own directories, named by a stand-in in messages that leave it. */
+  #privateDirs(): PrivateDir[] {
+    const { workspace, snapshotDir, diffBaseDir, stateDir } = this.options;
+    return privateDirs([
+      { dir: snapshotDir ?? defaultSnapshotDir(workspaceKey(workspace)), as: "(agent snapshots)" },
+      { dir: diffBaseDir ?? defaultDiffBaseDir(workspaceKey(workspace)), as: "(agent diff base)" },
+      { dir: stateDir, as: "(agent state)" },
+    ]);
   }
 
   /** Resolves once no request is in flight (every reply has been handed to the link). */
@@ -364,7 +377,7 @@ export class Agent {
       frame = { v: 1, kind: "reply", re: req.id, ok: true, result };
     } else {
       // Paths in errors are the workspace-relative ones the edge sent, never the host's absolute ones.
-      const error = toErrorInfo(confineError(outcome.err, workspaceRoots(this.options.workspace)));
+      const error = toErrorInfo(confineError(outcome.err, workspaceRoots(this.options.workspace), this.#privateDirs()));
       // The local log keeps the full message: it stays on this machine.
       if (error.code === "agent_error") this.#log.error(`${req.op} ${req.id} failed unexpectedly: ${toErrorInfo(outcome.err).message}`);
       frame = { v: 1, kind: "reply", re: req.id, ok: false, error };
