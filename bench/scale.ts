@@ -251,7 +251,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
       id: "scale",
       title: "3. Scale",
       figures: scaleFigures,
-      details: { environments: n, concurrency, createMs, createRetries, connectMs, connectStorm: { allOpenMs: connect.allOpenMs, allWelcomedMs: connect.allWelcomedMs, welcome: connect.welcome, cpuPercent: connect.cpuPercent, timeline: connect.timeline }, memory: { empty: memEmpty, created: memCreated, connected: memConnected }, idleCpuPercent: idleCpu, fleet: fleetStats, underLoad: loadSum, loadFailures: loadFailures.slice(0, 10), fleetMode: "in-process provider-agent Link + Agent (bench/fleet.ts)" },
+      details: { environments: n, concurrency, createMs, createRetries, connectMs, connectStorm: { allOpenMs: connect.allOpenMs, allWelcomedMs: connect.allWelcomedMs, welcome: connect.welcome, cpuPercent: connect.cpuPercent, timeline: connect.timeline }, memory: { empty: memEmpty, created: memCreated, connected: memConnected }, idleCpuPercent: idleCpu, fleet: fleetStats, underLoad: loadSum, loadFailures: loadFailures.slice(0, 10), wranglerReloads: h.cp.reloads(), fleetMode: "in-process provider-agent Link + Agent (bench/fleet.ts)" },
       notes: scaleNotes,
       durationMs: performance.now() - t0,
     };
@@ -376,7 +376,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
         id: "reconnect",
         title: "4. Reconnect storm",
         figures: stormFigures,
-        details: { wranglerOutput: h.notable().slice(-40), sampleEvents, stoppedMs, startedMs, allOpenMs: storm.allOpenMs, allWelcomedMs: storm.allWelcomedMs, allRunningMs, welcome: storm.welcome, cpuPercent: storm.cpuPercent, timeline: storm.timeline, newWelcomes: reconnected.welcomes - before.welcomes, runs: runChecks, execOk, execRefused, execUnanswered, execFailures, fleetBefore: before, fleetAfter: drained, linesLost, runsBroken, repliesNotSent, repliesNotDelivered },
+        details: { wranglerOutput: h.notable().slice(-40), wranglerReloads: h.cp.reloads(), runRetries, sampleEvents, stoppedMs, startedMs, allOpenMs: storm.allOpenMs, allWelcomedMs: storm.allWelcomedMs, allRunningMs, welcome: storm.welcome, cpuPercent: storm.cpuPercent, timeline: storm.timeline, newWelcomes: reconnected.welcomes - before.welcomes, runs: runChecks, execOk, execRefused, execUnanswered, execFailures, fleetBefore: before, fleetAfter: drained, linesLost, runsBroken, repliesNotSent, repliesNotDelivered },
         notes: stormNotes,
         durationMs: performance.now() - mid,
       },
@@ -398,6 +398,7 @@ async function failure(stage: string, err: unknown, h: BenchControlPlane, fleet:
   const stats = fleet ? await fleet.stats().catch(() => null) : null;
   const fleetLine = stats ? `\nthe fleet: ${stats.connected} of ${stats.agents} links open, ${stats.welcomed} welcomed, ${stats.requests} requests, ${stats.replies} replies, ${stats.unacknowledged} unacknowledged` : "";
   const wrangler = h.notable().slice(-15);
-  return `failed while ${stage}: ${message}${fleetLine}${wrangler.length ? `\nwrangler's last lines (other than request logs):\n${wrangler.join("\n")}` : ""}`;
+  const reloads = `\nwrangler restarted the Worker ${h.cp.reloads()} time(s) since this control plane (re)started${h.cp.reloads() ? " (a source file changed)" : ""}`;
+  return `failed while ${stage}: ${message}${fleetLine}${reloads}${wrangler.length ? `\nwrangler's last lines (other than request logs):\n${wrangler.join("\n")}` : ""}`;
 }
 
