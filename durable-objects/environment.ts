@@ -32,10 +32,11 @@ import {
   type SnapshotImportResult,
   type SnapshotTaken,
   type SpawnClaim,
+  type SpawnGrant,
   FINAL_RUN_STATES,
 } from "@outpost/protocol";
 import type { Env } from "../worker/env.js";
-import { agentTokenCurrent, currentAgentToken, renewAgentToken } from "./agent-token.js";
+import { agentTokenCurrent, changeSpawnScope, currentAgentToken } from "./agent-token.js";
 import { problemResponse } from "../worker/problem.js";
 import { updateIndexedState, updateRunIndex } from "../worker/environment-index.js";
 import type { HostRegistry } from "./host-registry.js";
@@ -156,10 +157,10 @@ export class EnvironmentObject extends DurableObject<Env> {
     return this.entry("rpc", async () => {
       if (this.row()) return fail("conflict", `Environment ${init.id} already exists.`);
       this.exists = migrate(this.ctx.storage.sql, this.sql, true);
-      this.sql`INSERT INTO environment (id, org, name, provider, config, metadata, lifecycle, state, agent_gen, created_at, updated_at, host, control_url, secret_keys)
+      this.sql`INSERT INTO environment (id, org, name, provider, config, metadata, lifecycle, state, agent_gen, created_at, updated_at, host, control_url, secret_keys, spawn)
                VALUES (${init.id}, ${init.org}, ${init.name}, ${init.provider}, ${init.configJson}, ${init.metadataJson},
                        ${init.lifecycleJson}, 'created', 1, ${init.createdAt}, ${init.createdAt}, ${init.host ?? null}, ${init.controlUrl ?? null},
-                       ${JSON.stringify(init.secretKeys ?? [])})`;
+                       ${JSON.stringify(init.secretKeys ?? [])}, ${JSON.stringify(init.spawn ?? null)})`;
       this.events.append("environment.created", { name: init.name, provider: init.provider });
       if (init.spawn) this.events.append("spawn.granted", { maxChildren: init.spawn.maxChildren, maxDepth: init.spawn.maxDepth });
       return ok(this.describeRow(this.row()!));
@@ -263,9 +264,9 @@ export class EnvironmentObject extends DurableObject<Env> {
     return this.entry("rpc", () => this.withRow((row) => agentTokenCurrent(row, gen)));
   }
 
-  /** A new agent token of the same generation carrying `spawn` (agent-token.ts), sent to the connected agent. */
-  async renewAgentToken(spawn: SpawnClaim | null): Promise<Outcome<{ agentToken: string; delivered: boolean }>> {
-    return this.entry("rpc", () => this.withRow((row) => (row.state === "archived" ? this.refuse(row, "renew the agent token of", "the environment is archived") : renewAgentToken(this.env, row, spawn, (op, p, t) => this.relay.ask(op, p, t), this.events))));
+  /** Grants, changes or withdraws the spawn scope (agent-token.ts): index, log, and a new agent token sent to the agent. */
+  async changeSpawnScope(grant: SpawnGrant | null): Promise<Outcome<{ spawn: SpawnClaim | null; agentToken: string; delivered: boolean }>> {
+    return this.entry("rpc", () => this.withRow((row) => changeSpawnScope(this.env, this.sql, row, grant, (op, p, t) => this.relay.ask(op, p, t), this.events)));
   }
 
   async listEvents(after: number, limit: number): Promise<Outcome<{ events: EnvironmentEvent[]; next: number }>> {
@@ -709,7 +710,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     let params: Record<string, unknown>;
     if (op === "env.teardown") params = { environmentId: row.id, provider: row.provider, resourceId: row.resource_id };
     else {
-      const agentToken = await currentAgentToken(this.env, row);
+      const agentToken = await currentAgentToken(this.env, this.sql, row);
       params = { environmentId: row.id, provider: row.provider, config, agentToken, url: row.control_url ?? "" };
       if (op === "env.recover") params.resourceId = row.resource_id ?? "";
     }

@@ -22,6 +22,8 @@ export interface Row {
   host: string | null;
   control_url: string | null;
   secret_keys: string;
+  /** The spawn scope held now (agent-token.ts): a SpawnClaim's JSON, "null" for none, NULL when not yet known here. */
+  spawn: string | null;
   error_count: number;
   last_error: string | null;
   created_at: string;

@@ -72,6 +72,8 @@ const MIGRATIONS: string[] = [
    ALTER TABLE environment ADD COLUMN secret_keys TEXT NOT NULL DEFAULT '[]';`,
   // Execution chaining: the gateway (does it take forwarded work, from whom) and the routing rules.
   `CREATE TABLE IF NOT EXISTS chaining (id INTEGER PRIMARY KEY CHECK (id = 1), gateway TEXT NOT NULL, routing TEXT NOT NULL);`,
+  // The spawn scope held now, beside the org's index, so a connecting agent's token can be checked against it.
+  `ALTER TABLE environment ADD COLUMN spawn TEXT;`,
 ];
 
 export function hasSchema(sql: Sql): boolean {

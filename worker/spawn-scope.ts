@@ -24,11 +24,9 @@ export function storedGrant(json: string | null): SpawnGrant | null {
   return json ? SpawnGrant.parse(JSON.parse(json)) : null;
 }
 
-/** Records a new grant (with a new id) or withdraws it; answers the claim to put in the agent token. */
-export async function recordSpawnScope(db: D1Database, org: string, id: string, grant: SpawnGrant | null): Promise<SpawnClaim | null> {
-  const claim = grant ? newSpawnClaim(grant) : null;
+/** Records a new grant (made with newSpawnClaim, so with a new id), or with null withdraws it. */
+export async function recordSpawnScope(db: D1Database, org: string, id: string, claim: SpawnClaim | null): Promise<void> {
   await db.prepare("UPDATE environments SET spawn = ? WHERE org = ? AND id = ?").bind(claim ? JSON.stringify(claim) : null, org, id).run();
-  return claim;
 }
 
 export function newSpawnClaim(grant: SpawnGrant): SpawnClaim {

@@ -133,3 +133,16 @@ describe("the spawn scope in the create body", () => {
     expect(JSON.stringify(body)).toContain("maxChildren");
   });
 });
+
+describe("PUT …/spawn", () => {
+  it("PUT …/spawn is one call to the environment's object", async () => {
+    const admin = await userToken({ org: "scope-7" });
+    await createEnvironment(admin, "one");
+    const rpcs = async () => ((await (await call("GET", "/v1/environments/one/metrics", { token: admin })).json()) as { entries: Record<string, number> }).entries.rpc ?? 0;
+    const a = await rpcs();
+    const b = await rpcs(); // what reading the metrics itself costs
+    await put(admin, "one", { maxChildren: 2 });
+    const c = await rpcs();
+    expect(c - b - (b - a)).toBe(1);
+  });
+});

@@ -3,7 +3,7 @@ import { SpawnBody, SpawnScopeBody } from "@outpost/protocol";
 import { requireRole, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
 import { closeChild, spawnChild, spawnScope, tree } from "../children.js";
-import { recordSpawnScope, storedGrant } from "../spawn-scope.js";
+import { storedGrant } from "../spawn-scope.js";
 import { unwrap } from "../outcome.js";
 import { HttpError } from "../problem.js";
 import { environmentStub, resolveEnvironmentId } from "../stub.js";
@@ -27,12 +27,7 @@ export const children = new Hono<App>()
     const { spawn } = parseBody(SpawnScopeBody, await readJson(c.req.raw));
     const { org } = c.get("user");
     const id = await resolveEnvironmentId(c.env, org, c.req.param("idOrName"));
-    const stub = environmentStub(c.env, org, id);
-    const environment = unwrap(await stub.describe());
-    if (environment.state === "archived") throw new HttpError(409, "invalid_state", `Environment '${environment.name}' is archived.`);
-    const claim = await recordSpawnScope(c.env.DB, org, id, spawn);
-    await stub.noteProviderEvent(spawn ? "spawn.granted" : "spawn.withdrawn", spawn ? { maxChildren: claim!.maxChildren, maxDepth: claim!.maxDepth } : {});
-    const { agentToken, delivered } = unwrap(await stub.renewAgentToken(claim));
+    const { spawn: claim, agentToken, delivered } = unwrap(await environmentStub(c.env, org, id).changeSpawnScope(spawn));
     return c.json({ spawn: claim ? storedGrant(JSON.stringify(claim)) : null, agentToken, delivered });
   })
   /** The environment and every environment below it. */
