@@ -12,11 +12,15 @@ export const WATCH_TAG = "watch";
 export const SOCKET_KIND_HEADER = "x-outpost-socket";
 /** Set by the Worker on a forwarded agent upgrade after verifying the token. */
 export const AGENT_GEN_HEADER = "x-outpost-agent-gen";
+/** Likewise: the spawn grant the agent's token carries ("" for none; see agent-token.ts). */
+export const AGENT_GRANT_HEADER = "x-outpost-agent-grant";
 
 export interface AgentAttachment {
   role: "agent";
   /** The agent-token generation this socket authenticated with. */
   gen: number;
+  /** The spawn grant its token carries (null: none); absent on sockets from before it was kept. */
+  grant?: string | null;
   connectedAt: number;
   /** True once a compatible hello has been answered with welcome. */
   helloed: boolean;

@@ -3,7 +3,7 @@
  * scope the environment holds (claim `spawn`). The object keeps the current scope beside the org's
  * index (D1 `environments.spawn`), so it knows, when an agent connects, whether that agent's token
  * carries it. A changed scope is a new token of the same generation, sent to the connected agent
- * (`token.renew`) so it spawns with it at once.
+ * (`token.renew`) so it spawns with it at once, or to the agent when it next connects.
  */
 import type { SpawnClaim, SpawnGrant } from "@outpost/protocol";
 import { agentTokenFor } from "../worker/auth.js";
@@ -55,10 +55,20 @@ export async function changeSpawnScope(env: Env, sql: Sql, row: Row, grant: Spaw
   return ok({ spawn: claim, ...(await renewAgentToken(env, row, claim, ask, events)) });
 }
 
+/**
+ * An agent connected with a token whose spawn grant (`held`, null: none) is not the current one
+ * (the scope changed while it was away): it is handed the current token now.
+ */
+export async function renewOnConnect(env: Env, sql: Sql, row: Row, held: string | null, ask: Ask, events: EventLog): Promise<void> {
+  const scope = await currentScope(env, sql, row);
+  if ((scope?.grant ?? null) === held) return;
+  await renewAgentToken(env, row, scope, ask, events, "connect");
+}
+
 /** Signs the token carrying `spawn` and hands it to the connected agent; `delivered` says whether it took it. */
-async function renewAgentToken(env: Env, row: Row, spawn: SpawnClaim | null, ask: Ask, events: EventLog): Promise<{ agentToken: string; delivered: boolean }> {
+async function renewAgentToken(env: Env, row: Row, spawn: SpawnClaim | null, ask: Ask, events: EventLog, on?: "connect"): Promise<{ agentToken: string; delivered: boolean }> {
   const agentToken = await agentTokenFor(env, row, row.agent_gen, spawn);
   const sent = await ask("token.renew", { token: agentToken }, RENEW_TIMEOUT_MS);
-  events.append("agent.token_renewed", { gen: row.agent_gen, spawn: spawn !== null, delivered: sent.ok, ...(sent.ok ? {} : { reason: sent.error.message }) });
+  events.append("agent.token_renewed", { gen: row.agent_gen, spawn: spawn !== null, delivered: sent.ok, ...(on ? { on } : {}), ...(sent.ok ? {} : { reason: sent.error.message }) });
   return { agentToken, delivered: sent.ok };
 }

@@ -36,12 +36,13 @@ import {
   FINAL_RUN_STATES,
 } from "@outpost/protocol";
 import type { Env } from "../worker/env.js";
-import { agentTokenCurrent, changeSpawnScope, currentAgentToken } from "./agent-token.js";
+import { agentTokenCurrent, changeSpawnScope, currentAgentToken, renewOnConnect } from "./agent-token.js";
 import { problemResponse } from "../worker/problem.js";
 import { updateIndexedState, updateRunIndex } from "../worker/environment-index.js";
 import type { HostRegistry } from "./host-registry.js";
 import {
   AGENT_GEN_HEADER,
+  AGENT_GRANT_HEADER,
   AGENT_TAG,
   agentAttachment,
   carriedMetrics,
@@ -71,7 +72,7 @@ import { Schedule } from "./schedule.js";
 import { hasSchema, migrate } from "./schema.js";
 import { sqlOf, type Sql } from "./sql.js";
 
-export { AGENT_GEN_HEADER, SOCKET_KIND_HEADER } from "./agent-socket.js";
+export { AGENT_GEN_HEADER, AGENT_GRANT_HEADER, SOCKET_KIND_HEADER } from "./agent-socket.js";
 export { DEFAULT_EXEC_TIMEOUT_MS, TIMING, type SimpleFileOp } from "./relay.js";
 export type { CreateInit } from "./record.js";
 
@@ -484,7 +485,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     if (row.state === "archived") return problemResponse(409, "invalid_state", "The environment is archived.");
     const pair = new WebSocketPair();
     this.ctx.acceptWebSocket(pair[1], [AGENT_TAG]);
-    pair[1].serializeAttachment({ role: "agent", gen, connectedAt: this.now(), helloed: false, recv: row.agent_recv });
+    pair[1].serializeAttachment({ role: "agent", gen, grant: request.headers.get(AGENT_GRANT_HEADER) || null, connectedAt: this.now(), helloed: false, recv: row.agent_recv });
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
@@ -577,6 +578,8 @@ export class EnvironmentObject extends DurableObject<Env> {
     await this.chaining.agentConnected(this.row()!);
     this.link.send(ws, { v: 1, kind: "welcome", protocol: PROTOCOL_VERSION, environmentId: row.id, heartbeatMs: settingsOf(row).heartbeatMs });
     const resent = this.link.replay(ws, hello.ack ?? 0);
+    // The spawn scope changed while this agent was away: it gets the token that carries the current one.
+    this.ctx.waitUntil(renewOnConnect(this.env, this.sql, row, meta.grant ?? null, (op, p, t) => this.relay.ask(op, p, t), this.events));
     // Another agent process: requests the old one took but never answered will not be answered.
     const before = row.agent ? (JSON.parse(row.agent) as { pid?: number; hostname?: string }) : null;
     if (before && (before.pid !== hello.agent.pid || before.hostname !== hello.agent.hostname)) {

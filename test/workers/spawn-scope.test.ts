@@ -7,7 +7,7 @@ import { env } from "cloudflare:test";
 import { decodeJwt, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { AUDIENCE, TOKEN_ISSUER } from "@outpost/protocol";
-import { call, createEnvironment, expectProblem, TestAgent, userToken } from "./helpers.js";
+import { call, createEnvironment, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
 
 type Created = { environment: { id: string; name: string }; agentToken: string };
 const spawn = (token: string, parent: string, body: unknown) => call("POST", `/v1/environments/${parent}/children`, { token, json: body });
@@ -134,7 +134,32 @@ describe("the spawn scope in the create body", () => {
   });
 });
 
-describe("PUT …/spawn", () => {
+describe("the spawn scope and an agent that was away", () => {
+  it("an agent that connects with a token from before the scope changed is handed the current one", { timeout: 20_000 }, async () => {
+    const admin = await userToken({ org: "scope-6" });
+    const away = await createEnvironment(admin, "away");
+    const granted = await put(admin, "away", { maxChildren: 1 }); // no agent connected: not delivered
+    expect(granted.delivered).toBe(false);
+    const agent = await TestAgent.connect(away.environment.id, away.agentToken); // the token from creation, without the scope
+    agent.hello();
+    await agent.next("welcome");
+    const req = (await agent.next("request")) as { id: string; op: string; params: { token: string } };
+    expect(req.op).toBe("token.renew");
+    expect(decodeJwt(req.params.token).spawn).toEqual(decodeJwt(granted.agentToken).spawn);
+    agent.send({ v: 1, kind: "reply", seq: 1, re: req.id, ok: true, result: {} });
+    await eventually(async () => (await events(admin, "away")).some((e) => e.type === "agent.token_renewed" && e.data.on === "connect" && e.data.delivered === true));
+    expect((await spawn(req.params.token, away.environment.id, { name: "k", provider: "local" })).status).toBe(201);
+    agent.ws.close(1000);
+    // An agent whose token carries the current grant is not sent another.
+    const current = await TestAgent.ready(away.environment.id, req.params.token);
+    const withdrawn = put(admin, "away", null); // the next token.renew it gets is this change's, not one on connect
+    let next = (await current.next("request")) as { id: string; params: { token: string } };
+    if (next.id === req.id) next = (await current.next("request")) as typeof next; // the link replays what the first agent never acked
+    current.send({ v: 1, kind: "reply", seq: 1, re: next.id, ok: true, result: {} });
+    expect(next.params.token).toBe((await withdrawn).agentToken);
+    expect((await events(admin, "away")).filter((e) => e.type === "agent.token_renewed" && e.data.on === "connect")).toHaveLength(1);
+  });
+
   it("PUT …/spawn is one call to the environment's object", async () => {
     const admin = await userToken({ org: "scope-7" });
     await createEnvironment(admin, "one");

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { AGENT_GEN_HEADER, SOCKET_KIND_HEADER } from "../../durable-objects/environment.js";
+import { AGENT_GEN_HEADER, AGENT_GRANT_HEADER, SOCKET_KIND_HEADER } from "../../durable-objects/environment.js";
 import { bearerToken, verifyAgentToken } from "../auth.js";
 import type { Env } from "../env.js";
 import { HttpError } from "../problem.js";
@@ -20,6 +20,7 @@ export const connect = new Hono<{ Bindings: Env }>().get("/:id/connect", async (
   const headers = new Headers(c.req.raw.headers);
   headers.delete("authorization"); // the object needs the verified claims, not the secret
   headers.set(AGENT_GEN_HEADER, String(claims.gen));
+  headers.set(AGENT_GRANT_HEADER, claims.spawn?.grant ?? ""); // always set: a client's own header never passes
   headers.set(SOCKET_KIND_HEADER, "agent");
   return environmentStub(c.env, claims.org, claims.sub).fetch(new Request(c.req.raw.url, { method: "GET", headers }));
 });
