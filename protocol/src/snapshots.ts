@@ -106,6 +106,10 @@ export const BranchName = z
   .max(100)
   .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*(\/[A-Za-z0-9_][A-Za-z0-9._-]*)*$/, "path components of letters, digits, . _ and -")
   .refine((n) => !n.includes("..") && !/\.lock(\/|$)/.test(n) && !n.endsWith("."), "no '..', no component ending in .lock or '.'");
+/** snapshot.branch's refusal (409 invalid_state) when the workspace is not a git checkout of its own, with what to do instead. */
+export const NOT_A_GIT_REPOSITORY =
+  "not a git repository: the workspace has no .git of its own at its top, so there is no repository to put a pull-request branch in. " +
+  "Make it one (git init, then a first commit) and ask again, or take the snapshot's changes as a git-format patch instead (outpost snapshots diff BASE_SNAPSHOT SNAPSHOT --mail).";
 /**
  * snapshot.branch: a branch `outpost/<name>` in the user's own repository of the workspace, rooted
  * at the user's HEAD, whose one commit carries the snapshot's files. The user's work tree, index

@@ -311,7 +311,7 @@ export class Agent {
         return { bundleId, size, sha256 };
       }
       case "snapshot.branch":
-        return untilAborted(branchForPullRequest(this.snapshots, params("snapshot.branch", Ops["snapshot.branch"].params, req.params)), signal);
+        return untilAborted(branchForPullRequest(this.snapshots, params("snapshot.branch", Ops["snapshot.branch"].params, req.params), signal), signal);
       case "snapshot.read":
       case "snapshot.diff": {
         const emit = async ({ n, data, last }: { n: number; data: Buffer; last: boolean }) => {

@@ -2,16 +2,17 @@
  * The agent's one git runner (provider-agent/src/services/git-runner.ts), used by the shadow
  * repository, the user's repository, the workspace diff and the version check: no inherited GIT_*
  * variable or agent token reaches git, stdin is not connected unless text is given, a git that
- * outlives its bound is stopped (SIGKILL when it ignores SIGTERM), stdout past a cap stops it.
- * Real git, real processes.
+ * outlives its bound is stopped (SIGKILL when it ignores SIGTERM), stdout past a cap stops it;
+ * the helpers git started go with it (its process group), on a time limit, an abort, or when
+ * one still holds the pipes after git exited. Real git, real processes.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { gitBase } from "../../provider-agent/src/services/diff-git.js";
 import { runGit } from "../../provider-agent/src/services/git-runner.js";
-import { tempDir } from "./helpers.js";
+import { tempDir, waitFor } from "./helpers.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -82,5 +83,46 @@ describe("the agent's git runner", () => {
     const r = await runGit(["-C", ws, "cat-file", "-p", "HEAD"], { maxBytes: 10 });
     expect(r.truncated).toBe(true);
     expect(r.stdout.toString()).toMatch(/^tree [0-9a-f]{5}$/);
+  });
+
+  /** Whether a process is gone (or a zombie no longer running). */
+  const gone = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    return /\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  };
+  const pidIn = async (file: string) => Number(await waitFor(() => (existsSync(file) ? readFileSync(file, "utf8").trim() : ""), 5_000, `a pid in ${file}`));
+
+  it("stops the helpers a git started with it when its bound passes (the process group)", async () => {
+    const pids = path.join(await dir(), "helper.pid");
+    const parent = await program(`sleep 600 & echo $! > ${pids}; wait`);
+    await expect(runGit([], { program: parent, timeoutMs: 300 })).rejects.toMatchObject({ code: "timeout", message: expect.stringMatching(/took longer than 300 ms/) });
+    const helper = await pidIn(pids);
+    await waitFor(() => gone(helper), 5_000, "the helper to be stopped");
+  });
+
+  it("stops git and its helpers when the caller aborts, rejecting with the abort's reason", async () => {
+    const pids = path.join(await dir(), "git.pid");
+    const stuck = await program(`echo $$ > ${pids}; exec sleep 600`);
+    const controller = new AbortController();
+    const running = runGit([], { program: stuck, signal: controller.signal });
+    const pid = await pidIn(pids);
+    controller.abort(new Error("the request was cancelled"));
+    await expect(running).rejects.toThrow("the request was cancelled");
+    await waitFor(() => gone(pid), 5_000, "git to be stopped");
+    await expect(runGit([], { program: stuck, signal: controller.signal })).rejects.toThrow("the request was cancelled");
+  });
+
+  it("settles when git exits even though a helper it left behind holds the pipes, and stops the helper", async () => {
+    const pids = path.join(await dir(), "helper.pid");
+    const leaves = await program(`sleep 600 & echo $! > ${pids}; echo out; exit 3`);
+    const r = await runGit([], { program: leaves });
+    expect(r.code).toBe(3);
+    expect(r.stdout.toString()).toBe("out\n");
+    const helper = await pidIn(pids);
+    await waitFor(() => gone(helper), 5_000, "the helper to be stopped");
   });
 });

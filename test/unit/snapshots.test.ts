@@ -16,7 +16,7 @@ import { BundleReceiver, importSnapshot } from "../../provider-agent/src/service
 import { branchForPullRequest } from "../../provider-agent/src/services/snapshot-branch.js";
 import { diffSnapshots } from "../../provider-agent/src/services/snapshot-ops.js";
 import { SnapshotService, threadHead, threadRefKey } from "../../provider-agent/src/services/snapshots.js";
-import { tempDir } from "./helpers.js";
+import { tempDir, waitFor } from "./helpers.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -332,13 +332,81 @@ describe("a branch ready for a pull request", () => {
     expect(await userState(w)).toEqual(before);
   });
 
-  it("refuses a workspace without a repository of its own, or one without a commit", async () => {
+  it("refuses a workspace without a repository of its own, or one without a commit, leaving no ref and no file", async () => {
     const a = await env("pr-none");
     writeFileSync(path.join(a.workspace, "f.txt"), "x\n");
     const snap = await a.service.take({ snapshotId: sid() });
-    await expect(branchForPullRequest(a.service, { commit: snap.commit, name: "x", message: "m" })).rejects.toMatchObject({ code: "invalid_state", message: expect.stringMatching(/not the top of a git repository/) });
+    const files = await checksums(a.workspace, {});
+    const shadowRefs = () => execFileSync("git", ["--git-dir", a.service.gitDir, "for-each-ref", "--format=%(refname)"]).toString();
+    const refs = shadowRefs();
+    await expect(branchForPullRequest(a.service, { commit: snap.commit, name: "x", message: "m" })).rejects.toMatchObject({
+      code: "invalid_state",
+      message: expect.stringMatching(/^not a git repository: .*git init.*snapshots diff .* --mail/),
+    });
+    expect(await checksums(a.workspace, {})).toEqual(files);
+    expect(existsSync(path.join(a.workspace, ".git"))).toBe(false);
+    expect(shadowRefs()).toBe(refs);
     git(a.workspace, "init", "-q");
     await expect(branchForPullRequest(a.service, { commit: snap.commit, name: "x", message: "m" })).rejects.toMatchObject({ code: "invalid_state", message: expect.stringMatching(/no commit yet/) });
     expect(existsSync(path.join(a.workspace, ".git", "refs", "heads", "outpost"))).toBe(false);
+  });
+
+  /** A `git` first on PATH that runs the real one, except for the user-side `rev-parse --show-toplevel`: `stuck` there. */
+  async function wrappedGit(stuck: string): Promise<() => void> {
+    const t = await tempDir("outpost-git-wrapper-");
+    cleanups.push(t.cleanup);
+    const real = execFileSync("sh", ["-c", "command -v git"]).toString().trim();
+    writeFileSync(path.join(t.dir, "git"), `#!/bin/sh\ncase "$*" in *--show-toplevel*) ${stuck} ;; esac\nexec ${real} "$@"\n`, { mode: 0o755 });
+    const before = process.env.PATH;
+    process.env.PATH = `${t.dir}:${before}`;
+    return () => void (process.env.PATH = before);
+  }
+
+  it("a git that reads stdin gets end-of-file, not a wait: the branch is made", async () => {
+    const a = await env("pr-stdin");
+    git(a.workspace, "init", "-q", "-b", "main");
+    writeFileSync(path.join(a.workspace, "a.txt"), "one\n");
+    git(a.workspace, "add", ".");
+    git(a.workspace, "commit", "-qm", "base");
+    writeFileSync(path.join(a.workspace, "a.txt"), "two\n");
+    const snap = await a.service.take({ snapshotId: sid() });
+    const restore = await wrappedGit("cat > /dev/null");
+    try {
+      const r = await branchForPullRequest(a.service, { commit: snap.commit, name: "stdin", message: "m" });
+      expect(r.changed).toEqual(["a.txt"]);
+    } finally {
+      restore();
+    }
+  });
+
+  it("a stuck git is stopped when the request is cancelled: the refusal comes back, nothing is written, the next operation runs", async () => {
+    const a = await env("pr-stuck");
+    git(a.workspace, "init", "-q", "-b", "main");
+    writeFileSync(path.join(a.workspace, "a.txt"), "one\n");
+    git(a.workspace, "add", ".");
+    git(a.workspace, "commit", "-qm", "base");
+    const snap = await a.service.take({ snapshotId: sid() });
+    const pidFile = path.join(a.dir, "stuck.pid");
+    const restore = await wrappedGit(`echo $$ > ${pidFile}; exec sleep 600`);
+    const controller = new AbortController();
+    try {
+      const branching = branchForPullRequest(a.service, { commit: snap.commit, name: "stuck", message: "m" }, controller.signal);
+      const pid = Number(await waitFor(() => (existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : ""), 10_000, "the stuck git to start"));
+      controller.abort(new AgentError("cancelled", "the request was cancelled"));
+      await expect(branching).rejects.toMatchObject({ code: "cancelled" });
+      await waitFor(() => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      }, 5_000, "the stuck git to be stopped");
+    } finally {
+      restore();
+    }
+    expect(git(a.workspace, "for-each-ref", "refs/heads/outpost")).toBe("");
+    // The snapshot service's queue is free again.
+    expect((await a.service.take({ snapshotId: sid() })).commit).toMatch(/^[0-9a-f]{40}$/);
   });
 });

@@ -23,7 +23,7 @@ import type { Env } from "../env.js";
 import { unwrap } from "../outcome.js";
 import { HttpError } from "../problem.js";
 import { getSnapshot, getThread, listSnapshots, locate, recordSnapshot } from "../snapshot-index.js";
-import { pullRequestMessage } from "../snapshot-branch.js";
+import { pullRequestMessage, requireRepository } from "../snapshot-branch.js";
 import { exportToR2, importFromR2, narrativeKey } from "../snapshot-transfer.js";
 import { environmentStub, resolveEnvironmentId } from "../stub.js";
 import { parseBody, readJson } from "../validate.js";
@@ -156,6 +156,7 @@ export const snapshots = new Hono<App>()
     const { org } = c.get("user");
     const snapshot = await mustGet(c.env, org, c.req.param("id"));
     const target = await resolveEnvironmentId(c.env, org, body.environment);
+    if (!(await locate(c.env.DB, org, snapshot.id, target))) await requireRepository(c.env, org, target);
     const commit = await bringTo(c.env, org, snapshot, target);
     const name = body.name ?? (snapshot.threadId ?? snapshot.id).replace(/[^A-Za-z0-9._-]/g, "-");
     const message = await pullRequestMessage(c.env, org, snapshot);

@@ -1,11 +1,15 @@
 /**
  * The one way the agent runs git (the shadow repository, the user's repository, the version
- * check): argv only, never a shell; stdin ignored unless the caller hands it text; a time bound
- * after which git gets SIGTERM (so it can remove its lock files) and SIGKILL a little later; and an
- * environment without the agent's token or any inherited `GIT_*` variable, which could point git
- * at another repository, config or program. Each caller then sets the variables it means.
+ * check, an import's tar): argv only, never a shell; stdin ignored unless the caller hands it
+ * text; a time bound after which git gets SIGTERM (so it can remove its lock and temporary pack
+ * files) and SIGKILL a little later; and an environment without the agent's token or any inherited
+ * `GIT_*` variable, which could point git at another repository, config or program. Each caller
+ * then sets the variables it means. git runs in a process group of its own with the helpers it
+ * starts (upload-pack, pack-objects, index-pack): the signals go to the whole group, and a helper
+ * still holding the pipes after git itself exited is stopped too, so nothing keeps a caller waiting.
  */
 import { spawn } from "node:child_process";
+import path from "node:path";
 import { AgentError } from "../errors.js";
 import { childEnv } from "./exec.js";
 
@@ -53,6 +57,7 @@ export function runGit(args: string[], o: GitRunOptions = {}): Promise<GitRun> {
       cwd: o.cwd,
       env: gitEnv(o.inherit ?? process.env, o.env),
       stdio: [o.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      detached: true,
       shell: false,
     });
     // Both are pipes (stdio above).
@@ -65,10 +70,19 @@ export function runGit(args: string[], o: GitRunOptions = {}): Promise<GitRun> {
     let failed: unknown = null;
     let timedOut = false;
     let killer: NodeJS.Timeout | null = null;
+    let linger: NodeJS.Timeout | null = null;
+    const signalGroup = (sig: NodeJS.Signals) => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, sig);
+      } catch {
+        // ESRCH: the group is gone already.
+      }
+    };
     const stop = () => {
-      if (killer || child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      killer = setTimeout(() => child.kill("SIGKILL"), GIT_KILL_GRACE_MS);
+      if (killer) return;
+      signalGroup("SIGTERM");
+      killer = setTimeout(() => signalGroup("SIGKILL"), GIT_KILL_GRACE_MS);
     };
     const bound = setTimeout(() => {
       timedOut = true;
@@ -110,8 +124,18 @@ export function runGit(args: string[], o: GitRunOptions = {}): Promise<GitRun> {
     const done = () => {
       clearTimeout(bound);
       if (killer) clearTimeout(killer);
+      if (linger) clearTimeout(linger);
       o.signal?.removeEventListener("abort", stop);
     };
+    // git exited, yet a helper of its group may hold stdout or stderr open: stop it after a grace
+    // period and stop waiting for the pipes, so that "close" comes.
+    child.on("exit", () => {
+      linger = setTimeout(() => {
+        signalGroup("SIGKILL");
+        stdoutPipe.destroy();
+        stderrPipe.destroy();
+      }, GIT_KILL_GRACE_MS);
+    });
     child.on("error", (err) => {
       done();
       reject(new AgentError("exec_failed", `could not run ${program}: ${err.message}`));
@@ -121,7 +145,7 @@ export function runGit(args: string[], o: GitRunOptions = {}): Promise<GitRun> {
       void pending.then(() => {
         if (failed) return reject(failed);
         if (o.signal?.aborted) return reject(o.signal.reason);
-        if (timedOut) return reject(new AgentError("timeout", `git ${args.find((a) => !a.startsWith("-") && !a.includes("=")) ?? ""} took longer than ${timeoutMs} ms and was stopped`));
+        if (timedOut) return reject(new AgentError("timeout", `${program === "git" ? "git" : path.basename(program)} ${args.find((a) => !a.startsWith("-") && !a.includes("=")) ?? ""} took longer than ${timeoutMs} ms and was stopped`));
         const stdout = Buffer.concat(out);
         if (truncated) return resolve({ code, stdout: stdout.subarray(0, o.maxBytes), stderr: stderr.trim(), truncated });
         resolve({ code, stdout, stderr: stderr.trim() });

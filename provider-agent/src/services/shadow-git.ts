@@ -16,6 +16,8 @@ export interface ShadowGitOptions {
   workTree: string;
   /** Another index (a temporary work tree's); default the shadow repository's own. */
   indexFile?: string;
+  /** Stops every git this instance runs (see until()). */
+  signal?: AbortSignal;
 }
 
 const IDENTITY = { name: "outpost-agent", email: "agent@outpost.invalid" };
@@ -61,7 +63,13 @@ export class ShadowGit {
 
   /** Runs git (see git-runner.ts); stdout goes to `onStdout` when given (streamed, with back-pressure), else is collected. */
   async run(args: string[], options: Pick<GitRunOptions, "input" | "onStdout" | "signal"> = {}): Promise<GitRun> {
-    return runGit([...(await configArgs(this.o.workTree)), ...args], { ...options, cwd: this.o.workTree, env: this.env() });
+    const signal = options.signal ?? this.o.signal;
+    return runGit([...(await configArgs(this.o.workTree)), ...args], { ...options, ...(signal ? { signal } : {}), cwd: this.o.workTree, env: this.env() });
+  }
+
+  /** The same repository, with every git it runs stopped when `signal` aborts (a request's cancel or time limit). */
+  until(signal: AbortSignal | undefined): ShadowGit {
+    return signal ? new ShadowGit({ ...this.o, signal }) : this;
   }
 
   /** Runs git and fails unless it exits 0; returns stdout as text without the final newline. */

@@ -11,11 +11,11 @@
  * only, for diffs).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { spawn } from "node:child_process";
 import { mkdtemp, open, rm, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { OpParams, SnapshotImportResult } from "@outpost/protocol";
 import { AgentError } from "../errors.js";
+import { runGit } from "./git-runner.js";
 import { ShadowGit } from "./shadow-git.js";
 import { snapshotMessage, snapshotRef, threadHead, threadSnapshot, type SnapshotService } from "./snapshots.js";
 
@@ -157,14 +157,9 @@ async function unarchive(service: SnapshotService, git: ShadowGit, file: string,
   }
 }
 
-function untar(file: string, dir: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("tar", ["-xzf", file, "-C", dir, "--no-same-owner"], { stdio: ["ignore", "ignore", "pipe"], shell: false });
-    let stderr = "";
-    child.stderr.on("data", (b: Buffer) => void (stderr += b.toString("utf8").slice(0, 2048)));
-    child.on("error", (err) => reject(new AgentError("exec_failed", `could not run tar: ${err.message}`)));
-    child.on("close", (code) => (code === 0 ? resolve() : reject(integrity(`the archive could not be read: ${stderr.trim() || `tar exited ${code}`}`))));
-  });
+async function untar(file: string, dir: string): Promise<void> {
+  const r = await runGit(["-xzf", file, "-C", dir, "--no-same-owner"], { program: "tar", cwd: dir });
+  if (r.code !== 0) throw integrity(`the archive could not be read: ${r.stderr.slice(0, 2048) || `tar exited ${r.code}`}`);
 }
 
 /** A three-way merge of two commits (their merge base, or nothing when unrelated) without a work tree. */
