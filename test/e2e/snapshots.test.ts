@@ -3,7 +3,8 @@
  * agent (shadow git) → back → R2 (wrangler dev's local R2) → another environment. The hierarchy in
  * D1 and in narrative.json, identical files by checksum after A → B and B → A, incremental bundles
  * smaller than full ones, damaged bundles refused with the workspace unchanged, diff and merge
- * across environments, progress in the event log, the user's .git untouched.
+ * across environments, progress in the event log, the user's .git untouched; a branch ready for a
+ * pull request in an environment's own repository (and a clear refusal where there is none).
  */
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -303,6 +304,81 @@ describe("into an environment a provider host made", () => {
     // The worktree's own git sees the change as an ordinary edit, nothing staged.
     expect(git(B, "status", "--porcelain")).toBe(" M tracked.txt\n?? lib/\n");
   });
+});
+
+describe("a branch ready for a pull request", () => {
+  /** The user's work tree (every file but .git), index and HEAD, byte for byte. */
+  async function userState(w: string) {
+    const files: Record<string, string> = {};
+    for (const name of (await readdir(w, { recursive: true })).sort()) {
+      if (/^\.git(\/|$)/.test(name)) continue;
+      const st = await lstat(join(w, name));
+      if (st.isFile()) files[name] = `${st.mode}:${st.mtimeMs}:${createHash("sha256").update(await readFile(join(w, name))).digest("hex")}`;
+    }
+    return { files, index: readFileSync(join(w, ".git", "index")).toString("hex"), head: readFileSync(join(w, ".git", "HEAD"), "utf8"), commit: git(w, "rev-parse", "HEAD").trim() };
+  }
+
+  const userRepo = (w: string) => {
+    git(w, "init", "-q", "-b", "main");
+    writeFileSync(join(w, "README.md"), "# app\n");
+    writeFileSync(join(w, "app.ts"), "export const v = 1;\n");
+    git(w, "add", ".");
+    git(w, "commit", "-qm", "user's base");
+  };
+
+  it("outpost/<thread> on the user's HEAD with the snapshot's changes as one commit; the user's tree, index and HEAD untouched; 409 when it exists", async () => {
+    const A = await serve("pr-a", (w) => {
+      userRepo(w);
+      writeFileSync(join(w, "app.ts"), "export const v = 2;\n");
+      mkdirSync(join(w, "lib"));
+      writeFileSync(join(w, "lib", "util.ts"), "export const u = 1;\n");
+      git(w, "add", "lib/util.ts"); // staged, so the index has something of the user's own
+    });
+    const objective = await h.admin.createObjective({ title: "faster startup" });
+    const thread = await h.admin.createThread({ objectiveId: objective.id, title: "lazy loading" });
+    const snapshot = await h.admin.createSnapshot({ environment: A.id, threadId: thread.id, message: "Load modules lazily" });
+    const before = await userState(A.workspace);
+
+    const { branch } = await h.admin.branchSnapshot(snapshot.id, { environment: A.id });
+    expect(branch).toMatchObject({ branch: `outpost/${thread.id}`, base: before.commit, environmentId: A.id });
+    expect(branch.changed.sort()).toEqual(["app.ts", "lib/util.ts"]);
+    expect(await userState(A.workspace)).toEqual(before);
+    const log = git(A.workspace, "log", "--format=%H %P %s", `main..outpost/${thread.id}`).trim().split("\n");
+    expect(log).toEqual([`${branch.commit} ${before.commit} Load modules lazily`]);
+    const message = git(A.workspace, "log", "-1", "--format=%B", `outpost/${thread.id}`);
+    expect(message).toContain("Objective: faster startup");
+    expect(message).toContain(`Outpost-Snapshot: ${snapshot.id}`);
+    expect(git(A.workspace, "show", `outpost/${thread.id}:app.ts`)).toBe("export const v = 2;\n");
+    expect(git(A.workspace, "show", `outpost/${thread.id}:lib/util.ts`)).toBe("export const u = 1;\n");
+    expect(git(A.workspace, "diff", "--name-only", `main`, `outpost/${thread.id}`).trim().split("\n").sort()).toEqual(["app.ts", "lib/util.ts"]);
+
+    const again = await h.admin.request("POST", `/v1/snapshots/${snapshot.id}/branch`, { json: { environment: A.id } });
+    const problem = await expectProblem(again, 409, "conflict");
+    expect(problem.detail).toMatch(/already exists/);
+    await expectProblem(await h.admin.request("POST", `/v1/snapshots/${snapshot.id}/branch`, { json: { environment: A.id, name: "../escape" } }), 400, "bad_request");
+    expect(await userState(A.workspace)).toEqual(before);
+
+    // Into another environment's repository (its own HEAD), under a chosen name.
+    const B = await serve("pr-b", userRepo);
+    const beforeB = await userState(B.workspace);
+    const { branch: inB } = await h.admin.branchSnapshot(snapshot.id, { environment: B.id, name: "lazy-loading" });
+    expect(inB).toMatchObject({ branch: "outpost/lazy-loading", base: beforeB.commit, environmentId: B.id });
+    expect(await userState(B.workspace)).toEqual(beforeB);
+    expect(git(B.workspace, "rev-list", "--count", "main..outpost/lazy-loading").trim()).toBe("1");
+    expect(git(B.workspace, "show", "outpost/lazy-loading:lib/util.ts")).toBe("export const u = 1;\n");
+
+    // A workspace that is not a git checkout: a clear 409 at once, whether the snapshot was taken
+    // there or elsewhere (then refused before it is carried over); nothing written there.
+    const N = await serve("pr-none", (w) => writeFileSync(join(w, "notes.txt"), "no repository here\n"));
+    const own = await h.admin.createSnapshot({ environment: N.id });
+    const files = await checksums(N.workspace, /^$/);
+    for (const [id, what] of [[own.id, "its own snapshot"], [snapshot.id, "a snapshot taken elsewhere"]] as const) {
+      const refused = await expectProblem(await h.admin.request("POST", `/v1/snapshots/${id}/branch`, { json: { environment: N.id, name: "nope" }, timeoutMs: 60_000 }), 409, "invalid_state");
+      expect(refused.detail, what).toMatch(/^not a git repository: .*git init.*--mail/);
+    }
+    expect(await checksums(N.workspace, /^$/)).toEqual(files);
+    expect((await h.admin.getSnapshot(snapshot.id)).environments.sort()).toEqual([A.id, B.id].sort());
+  }, 240_000);
 });
 
 describe("a 200 MB workspace", () => {
