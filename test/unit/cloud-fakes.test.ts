@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { containerEnv, MAX_BODY_BYTES } from "../../provider-agent/providers/cloudflare-containers/companion/src/contract.js";
 import { startCloudFake, type CloudFake } from "../../scripts/lib/fakes/index.js";
 import { FakeMachine } from "../../scripts/lib/fakes/machine.js";
 import { tempDir, waitFor } from "./helpers.js";
@@ -161,5 +162,19 @@ describe("the cloudflare-containers fake", () => {
     await fetch(url, { method: "DELETE", headers });
     expect(fake.leftovers()).toEqual([]);
     expect((await fetch(url, { method: "DELETE", headers })).status).toBe(404);
+  });
+});
+
+describe("the cloudflare-containers contract (companion, provider and fake share contract.ts)", () => {
+  it("limits the PUT body in bytes, not characters", async () => {
+    // 30,000 'é' are 60,000 bytes (in bounds); 40,000 are 40,000 characters but 80,000 bytes (out of bounds).
+    const body = (n: number) => JSON.stringify({ env: { OUTPOST_NOTE: "é".repeat(n) } });
+    expect(containerEnv(new TextEncoder().encode(body(30_000)))).toMatchObject({ OUTPOST_NOTE: "é".repeat(30_000) });
+    expect(body(40_000).length).toBeLessThan(MAX_BODY_BYTES);
+    expect(containerEnv(new TextEncoder().encode(body(40_000)))).toBe(`the body is larger than ${MAX_BODY_BYTES} bytes`);
+    fake = await startCloudFake("cloudflare-containers", { dir: join(base.dir, "fake"), agentBundle: join(base.dir, "none.js") });
+    const headers = { authorization: `Bearer ${String(fake.config.companionToken)}`, "content-type": "application/json" };
+    const put = await fetch(`${String(fake.config.companionUrl)}/containers/outpost-c1`, { method: "PUT", headers, body: body(40_000) });
+    expect([put.status, await put.json()]).toEqual([400, { error: `the body is larger than ${MAX_BODY_BYTES} bytes` }]);
   });
 });

@@ -16,15 +16,12 @@ import { randomBytes } from "node:crypto";
 import { copyFileSync, mkdirSync } from "node:fs";
 import type { ServerResponse } from "node:http";
 import { join } from "node:path";
+import { CONTAINER_NAME, CONTAINER_NAME_RULE, containerEnv } from "../../../provider-agent/providers/cloudflare-containers/companion/src/contract.js";
 import { AGENT_BUNDLE } from "../agent-process.js";
 import { FakeMachine } from "./machine.js";
 import { FakeService, json, type Call } from "./service.js";
 import { bearer, type CloudFake, type CloudFakeOptions } from "./cloud-fake.js";
 
-const NAME = /^[a-z0-9-]{1,63}$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
-const MAX_ENV_VARS = 64;
-const MAX_BODY_BYTES = 64 * 1024;
 
 type Instance = { name: string; machine: FakeMachine | null; starts: number };
 
@@ -57,8 +54,8 @@ export async function startFakeCloudflareContainers(o: CloudFakeOptions): Promis
       return null;
     }
     const name = call.params.name ?? "";
-    if (!NAME.test(name)) {
-      problem(res, 400, "the container name must be 1 to 63 of [a-z0-9-]");
+    if (!CONTAINER_NAME.test(name)) {
+      problem(res, 400, CONTAINER_NAME_RULE);
       return null;
     }
     return name;
@@ -68,7 +65,8 @@ export async function startFakeCloudflareContainers(o: CloudFakeOptions): Promis
     .on("PUT /containers/:name", async (call, res) => {
       const name = route(call, res);
       if (name === null) return;
-      const vars = envVars(call);
+      // The companion's own check (contract.ts), on the body's bytes.
+      const vars = containerEnv(call.body);
       if (typeof vars === "string") return problem(res, 400, vars);
       const i = instances.get(name) ?? { name, machine: null, starts: 0 };
       instances.set(name, i);
@@ -110,24 +108,4 @@ export async function startFakeCloudflareContainers(o: CloudFakeOptions): Promis
       await service.close();
     },
   };
-}
-
-/** The body's `env`, checked as the companion checks it; or why it was refused. */
-function envVars(call: Call): Record<string, string> | string {
-  if (call.body.length > MAX_BODY_BYTES) return `the body is larger than ${MAX_BODY_BYTES} bytes`;
-  let body: unknown;
-  try {
-    body = JSON.parse(call.body.toString("utf8"));
-  } catch {
-    return "the body must be JSON: { env: { NAME: value } }";
-  }
-  const vars = (body as { env?: unknown } | null)?.env;
-  if (typeof vars !== "object" || vars === null || Array.isArray(vars)) return "env must be an object of strings";
-  const entries = Object.entries(vars);
-  if (entries.length > MAX_ENV_VARS) return `at most ${MAX_ENV_VARS} environment variables`;
-  for (const [key, value] of entries) {
-    if (!ENV_NAME.test(key)) return `env: '${key.slice(0, 64)}' is not a variable name`;
-    if (typeof value !== "string" || value.includes("\0")) return `env.${key} must be a string without NUL`;
-  }
-  return Object.fromEntries(entries) as Record<string, string>;
 }

@@ -16,6 +16,7 @@
  * so recover sends it again. Tested against a local fake of the contract, never against Cloudflare.
  */
 import { HostError, Provider, type Config, type EnvironmentContext, type Notes, type Recovered, type ResourceContext, type ResourceHealth, type Toolkit } from "../provider.js";
+import { CONTAINER_NAME } from "../../../providers/cloudflare-containers/companion/src/contract.js";
 import { CloudApi, rememberConfig, rememberedConfig, requiredString, serviceUrl } from "./cloud.js";
 
 const SERVICE = "cloudflare-containers";
@@ -68,7 +69,7 @@ export class CloudflareContainersProvider extends Provider {
 }
 
 function route(name: string): string {
-  if (!/^[a-z0-9-]{1,63}$/.test(name)) throw new HostError("bad_request", `'${name}' is not a container name`);
+  if (!CONTAINER_NAME.test(name)) throw new HostError("bad_request", `'${name}' is not a container name`);
   return `/containers/${name}`;
 }
 

@@ -16,6 +16,7 @@
  * them again.
  */
 import { DurableObject } from "cloudflare:workers";
+import { CONTAINER_NAME, CONTAINER_NAME_RULE, containerEnv } from "./contract.js";
 
 export interface Env {
   CONTAINERS: DurableObjectNamespace<OutpostContainer>;
@@ -23,10 +24,6 @@ export interface Env {
   OUTPOST_COMPANION_TOKEN: string;
 }
 
-const NAME = /^[a-z0-9-]{1,63}$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
-const MAX_ENV_VARS = 64;
-const MAX_BODY_BYTES = 64 * 1024;
 
 export type ContainerState = "running" | "stopped";
 
@@ -69,11 +66,12 @@ export default {
     const match = /^\/containers\/([^/]+)$/.exec(new URL(request.url).pathname);
     if (!match) return problem(404, "no such route (PUT, GET or DELETE /containers/{name})");
     const name = decodeURIComponent(match[1] ?? "");
-    if (!NAME.test(name)) return problem(400, "the container name must be 1 to 63 of [a-z0-9-]");
+    if (!CONTAINER_NAME.test(name)) return problem(400, CONTAINER_NAME_RULE);
     const instance = env.CONTAINERS.get(env.CONTAINERS.idFromName(name));
     try {
       if (request.method === "PUT") {
-        const vars = await envVars(request);
+        // Bytes, not characters: the limit is in bytes (contract.ts).
+        const vars = containerEnv(new Uint8Array(await request.arrayBuffer()));
         if (typeof vars === "string") return problem(400, vars);
         const { started } = await instance.ensure(name, vars);
         return Response.json({ name, state: "running", started });
@@ -92,27 +90,6 @@ export default {
     }
   },
 } satisfies ExportedHandler<Env>;
-
-/** The body's `env`, checked; or why it was refused. */
-async function envVars(request: Request): Promise<Record<string, string> | string> {
-  const text = await request.text();
-  if (text.length > MAX_BODY_BYTES) return `the body is larger than ${MAX_BODY_BYTES} bytes`;
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    return "the body must be JSON: { env: { NAME: value } }";
-  }
-  const vars = (body as { env?: unknown } | null)?.env;
-  if (typeof vars !== "object" || vars === null || Array.isArray(vars)) return "env must be an object of strings";
-  const entries = Object.entries(vars);
-  if (entries.length > MAX_ENV_VARS) return `at most ${MAX_ENV_VARS} environment variables`;
-  for (const [key, value] of entries) {
-    if (!ENV_NAME.test(key)) return `env: '${key.slice(0, 64)}' is not a variable name`;
-    if (typeof value !== "string" || value.includes("\0")) return `env.${key} must be a string without NUL`;
-  }
-  return Object.fromEntries(entries) as Record<string, string>;
-}
 
 /** Compares the bearer token in constant time (over SHA-256 digests, so lengths leak nothing). */
 async function authorized(request: Request, expected: string): Promise<boolean> {
