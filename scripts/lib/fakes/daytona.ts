@@ -17,13 +17,12 @@
  *   GET …/process/session/{sessionId} → { sessionId, commands: [{ id, command, exitCode }] } (exitCode null while it runs)
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
 import type { ServerResponse } from "node:http";
-import { dirname, join } from "node:path";
 import posix from "node:path/posix";
-import { FakeMachine, type MachineProcess } from "./machine.js";
-import { FakeService, json, type Call } from "./service.js";
+import type { FakeMachine, MachineProcess } from "./machine.js";
+import { json, type Call } from "./service.js";
 import { bearer, type CloudFake, type CloudFakeOptions } from "./cloud-fake.js";
+import { folderInto, SandboxFleet, uploadInto } from "./sandboxes.js";
 
 type State = "creating" | "started" | "stopped";
 type Command = { id: string; command: string; process: MachineProcess };
@@ -34,23 +33,20 @@ const HOME = "/home/daytona";
 export async function startFakeDaytona(o: CloudFakeOptions & { snapshots?: string[] }): Promise<CloudFake> {
   const apiKey = `dtn_${randomBytes(20).toString("hex")}`;
   const snapshots = new Set(o.snapshots ?? ["daytona-default"]);
-  const sandboxes = new Map<string, Sandbox>();
-  const destroyed: FakeMachine[] = [];
-  const service = await FakeService.start();
-  mkdirSync(o.dir, { recursive: true });
-
   const notFound = (res: ServerResponse, what: string) => json(res, 404, { statusCode: 404, message: `${what} not found`, error: "Not Found" });
   const authorized = (call: Call, res: ServerResponse): boolean => {
     if (bearer(call.headers.authorization) === apiKey) return true;
     json(res, 401, { statusCode: 401, message: "Unauthorized" });
     return false;
   };
-  const sandboxOf = (call: Call, res: ServerResponse): Sandbox | null => {
-    if (!authorized(call, res)) return null;
-    const s = sandboxes.get(call.params.id ?? "");
-    if (!s) notFound(res, `Sandbox with ID or name ${call.params.id}`);
-    return s ?? null;
-  };
+  const fleet = await SandboxFleet.start<Sandbox>({
+    dir: o.dir,
+    authorized,
+    notFound: (res, id) => notFound(res, `Sandbox with ID or name ${id}`),
+    describe: (id) => `daytona sandbox ${id} (GET /sandbox lists it)`,
+  });
+  const { service } = fleet;
+  const sandboxOf = (call: Call, res: ServerResponse) => fleet.lookup(call, res);
   const view = (s: Sandbox) => ({
     id: s.id,
     organizationId: "fake",
@@ -79,15 +75,15 @@ export async function startFakeDaytona(o: CloudFakeOptions & { snapshots?: strin
       const snapshot = typeof body.snapshot === "string" ? body.snapshot : "daytona-default";
       if (!snapshots.has(snapshot)) return json(res, 400, { statusCode: 400, message: `Snapshot ${snapshot} not found. Did you add it through the Daytona Dashboard?`, error: "Bad Request" });
       const id = randomUUID();
-      const s: Sandbox = { id, state: "creating", looked: false, snapshot, labels: (body.labels ?? {}) as Record<string, string>, createdAt: new Date().toISOString(), machine: new FakeMachine(join(o.dir, id), ["/home"], HOME), sessions: new Map() };
-      sandboxes.set(id, s);
+      const s: Sandbox = { id, state: "creating", looked: false, snapshot, labels: (body.labels ?? {}) as Record<string, string>, createdAt: new Date().toISOString(), machine: fleet.machine(id, ["/home"], HOME), sessions: new Map() };
+      fleet.add(s);
       json(res, 200, view(s));
     })
     .on("GET /sandbox", (call, res) => {
       if (!authorized(call, res)) return;
       const labels = call.query.get("labels");
       const want = labels ? (JSON.parse(labels) as Record<string, string>) : {};
-      json(res, 200, [...sandboxes.values()].filter((s) => Object.entries(want).every(([k, v]) => s.labels[k] === v)).map(view));
+      json(res, 200, fleet.all().filter((s) => Object.entries(want).every(([k, v]) => s.labels[k] === v)).map(view));
     })
     .on("GET /sandbox/:id", (call, res) => {
       const s = sandboxOf(call, res);
@@ -112,9 +108,7 @@ export async function startFakeDaytona(o: CloudFakeOptions & { snapshots?: strin
     .on("DELETE /sandbox/:id", async (call, res) => {
       const s = sandboxOf(call, res);
       if (!s) return;
-      sandboxes.delete(s.id);
-      destroyed.push(s.machine);
-      await s.machine.destroy();
+      await fleet.remove(s);
       json(res, 200, { ...view(s), state: "destroyed" });
     });
 
@@ -144,10 +138,7 @@ export async function startFakeDaytona(o: CloudFakeOptions & { snapshots?: strin
         // not multipart
       }
       if (!file || typeof file === "string") return json(res, 400, { statusCode: 400, message: "expected multipart/form-data with a file field 'file'" });
-      const target = s.machine.filePath(inside(path));
-      if (!target) return json(res, 400, { statusCode: 400, message: `${path} is outside the sandbox's writable folders` });
-      mkdirSync(dirname(target), { recursive: true });
-      writeFileSync(target, Buffer.from(await file.arrayBuffer()));
+      if (!uploadInto(s.machine, inside(path), Buffer.from(await file.arrayBuffer()))) return json(res, 400, { statusCode: 400, message: `${path} is outside the sandbox's writable folders` });
       res.writeHead(200).end();
     })
     .on("POST /toolbox/:id/toolbox/files/folder", (call, res) => {
@@ -156,9 +147,7 @@ export async function startFakeDaytona(o: CloudFakeOptions & { snapshots?: strin
       const path = call.query.get("path");
       const mode = call.query.get("mode") ?? "755";
       if (!path || !/^[0-7]{3,4}$/.test(mode)) return json(res, 400, { statusCode: 400, message: "path and an octal mode are required" });
-      const dir = s.machine.filePath(inside(path));
-      if (!dir) return json(res, 400, { statusCode: 400, message: `${path} is outside the sandbox's writable folders` });
-      mkdirSync(dir, { recursive: true, mode: parseInt(mode, 8) });
+      if (folderInto(s.machine, inside(path), parseInt(mode, 8)) === "outside") return json(res, 400, { statusCode: 400, message: `${path} is outside the sandbox's writable folders` });
       res.writeHead(200).end();
     })
     .on("POST /toolbox/:id/toolbox/process/session", (call, res) => {
@@ -200,17 +189,5 @@ export async function startFakeDaytona(o: CloudFakeOptions & { snapshots?: strin
       json(res, 200, { sessionId: call.params.session, commands: commands.map(commandView) });
     });
 
-  return {
-    provider: "daytona",
-    service,
-    config: { apiKey, apiUrl: service.url },
-    leftovers: () => [...[...sandboxes.keys()].map((id) => `daytona sandbox ${id} (GET /sandbox lists it)`), ...destroyed.flatMap((m) => m.leftovers())],
-    async close() {
-      for (const s of [...sandboxes.values()]) {
-        sandboxes.delete(s.id);
-        await s.machine.destroy();
-      }
-      await service.close();
-    },
-  };
+  return fleet.cloudFake("daytona", { apiKey, apiUrl: service.url });
 }

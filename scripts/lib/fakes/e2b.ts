@@ -18,16 +18,15 @@
  *   POST /process.Process/List {} → { processes: [{ config, pid, tag }] }
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import type { ServerResponse } from "node:http";
-import { dirname, join } from "node:path";
 import posix from "node:path/posix";
-import { FakeMachine, type MachineProcess } from "./machine.js";
-import { FakeService, json, type Call } from "./service.js";
+import type { FakeMachine, MachineProcess } from "./machine.js";
+import { json, type Call } from "./service.js";
 import { randomId, type CloudFake, type CloudFakeOptions } from "./cloud-fake.js";
+import { folderInto, SandboxFleet, uploadInto } from "./sandboxes.js";
 
 type Sandbox = {
-  sandboxID: string;
+  id: string;
   templateID: string;
   state: "running" | "paused";
   envdAccessToken: string | null;
@@ -44,34 +43,26 @@ const USERS = new Set(["user", "root"]);
 export async function startFakeE2b(o: CloudFakeOptions & { templates?: string[] }): Promise<CloudFake> {
   const apiKey = `e2b_${randomBytes(20).toString("hex")}`;
   const templates = new Set(o.templates ?? ["base"]);
-  const sandboxes = new Map<string, Sandbox>();
-  const destroyed: FakeMachine[] = [];
-  const service = await FakeService.start();
-  mkdirSync(o.dir, { recursive: true });
-
   const authorized = (call: Call, res: ServerResponse): boolean => {
     if (call.headers["x-api-key"] === apiKey) return true;
     json(res, 401, { code: 401, message: "Invalid API key, it must start with 'e2b_' prefix" });
     return false;
   };
-  const sandboxOf = (call: Call, res: ServerResponse): Sandbox | null => {
-    if (!authorized(call, res)) return null;
-    const s = sandboxes.get(call.params.id ?? "");
-    if (!s) json(res, 404, { code: 404, message: `sandbox "${call.params.id}" doesn't exist or you don't have access to it` });
-    return s ?? null;
-  };
-  const view = (s: Sandbox) => ({ sandboxID: s.sandboxID, templateID: s.templateID, clientID: "fake", state: s.state, startedAt: s.startedAt, endAt: s.endAt, metadata: s.metadata, cpuCount: 2, memoryMB: 512, envdVersion: "0.2.0" });
-  const remove = async (s: Sandbox) => {
-    sandboxes.delete(s.sandboxID);
-    clearTimeout(s.timer);
-    destroyed.push(s.machine);
-    await s.machine.destroy();
-  };
+  const fleet = await SandboxFleet.start<Sandbox>({
+    dir: o.dir,
+    authorized,
+    notFound: (res, id) => json(res, 404, { code: 404, message: `sandbox "${id}" doesn't exist or you don't have access to it` }),
+    describe: (id) => `e2b sandbox ${id} (GET /sandboxes lists it)`,
+    onRemove: (s) => clearTimeout(s.timer),
+  });
+  const { service } = fleet;
+  const sandboxOf = (call: Call, res: ServerResponse) => fleet.lookup(call, res);
+  const view = (s: Sandbox) => ({ sandboxID: s.id, templateID: s.templateID, clientID: "fake", state: s.state, startedAt: s.startedAt, endAt: s.endAt, metadata: s.metadata, cpuCount: 2, memoryMB: 512, envdVersion: "0.2.0" });
   const expiry = (s: Sandbox, seconds: number) => {
     clearTimeout(s.timer);
     s.endAt = new Date(Date.now() + seconds * 1000).toISOString();
     // E2B kills a sandbox when its timeout runs out.
-    s.timer = setTimeout(() => void remove(s), Math.min(seconds, 2_000_000) * 1000);
+    s.timer = setTimeout(() => void fleet.remove(s), Math.min(seconds, 2_000_000) * 1000);
     s.timer.unref();
   };
 
@@ -83,9 +74,9 @@ export async function startFakeE2b(o: CloudFakeOptions & { templates?: string[] 
       if (!templates.has(body.templateID)) return json(res, 404, { code: 404, message: `template '${body.templateID}' not found` });
       const timeout = typeof body.timeout === "number" && body.timeout > 0 ? body.timeout : 15;
       const sandboxID = `i${randomId(19)}`;
-      const machine = new FakeMachine(join(o.dir, sandboxID), ["/home", "/root"], "/home/user");
+      const machine = fleet.machine(sandboxID, ["/home", "/root"], "/home/user");
       const s: Sandbox = {
-        sandboxID,
+        id: sandboxID,
         templateID: body.templateID,
         state: "running",
         envdAccessToken: body.secure === true ? randomBytes(24).toString("hex") : null,
@@ -96,12 +87,12 @@ export async function startFakeE2b(o: CloudFakeOptions & { templates?: string[] 
         configs: new Map(),
         timer: setTimeout(() => {}, 0),
       };
-      sandboxes.set(sandboxID, s);
+      fleet.add(s);
       expiry(s, timeout);
       json(res, 201, { sandboxID, templateID: s.templateID, clientID: "fake", envdVersion: "0.2.0", envdAccessToken: s.envdAccessToken, domain: null });
     })
     .on("GET /sandboxes", (call, res) => {
-      if (authorized(call, res)) json(res, 200, [...sandboxes.values()].map(view));
+      if (authorized(call, res)) json(res, 200, fleet.all().map(view));
     })
     .on("GET /sandboxes/:id", (call, res) => {
       const s = sandboxOf(call, res);
@@ -123,18 +114,18 @@ export async function startFakeE2b(o: CloudFakeOptions & { templates?: string[] 
       if (typeof timeout === "number" && timeout > 0) expiry(s, timeout);
       const resumed = s.state === "paused";
       s.state = "running";
-      json(res, resumed ? 201 : 200, { sandboxID: s.sandboxID, templateID: s.templateID, clientID: "fake", envdVersion: "0.2.0", envdAccessToken: s.envdAccessToken, domain: null });
+      json(res, resumed ? 201 : 200, { sandboxID: s.id, templateID: s.templateID, clientID: "fake", envdVersion: "0.2.0", envdAccessToken: s.envdAccessToken, domain: null });
     })
     .on("DELETE /sandboxes/:id", async (call, res) => {
       const s = sandboxOf(call, res);
       if (!s) return;
-      await remove(s);
+      await fleet.remove(s);
       res.writeHead(204).end();
     });
 
   /** envd answers only for a running sandbox, with its access token and a known user. */
   const envd = (call: Call, res: ServerResponse): { s: Sandbox; user: string } | null => {
-    const s = sandboxes.get(call.params.id ?? "");
+    const s = fleet.get(call.params.id);
     if (!s || s.state !== "running") {
       json(res, 502, { code: 502, message: "sandbox not found or not running" });
       return null;
@@ -161,10 +152,7 @@ export async function startFakeE2b(o: CloudFakeOptions & { templates?: string[] 
       if (!path) return json(res, 400, { code: 400, message: "path is required" });
       if (!(call.headers["content-type"] ?? "").startsWith("application/octet-stream")) return json(res, 400, { code: 400, message: "expected application/octet-stream" });
       const target = inside(call.query.get("username") ?? e.user, path);
-      const file = e.s.machine.filePath(target);
-      if (!file) return json(res, 400, { code: 400, message: `${target} is outside the sandbox's writable folders` });
-      mkdirSync(dirname(file), { recursive: true });
-      writeFileSync(file, call.body);
+      if (!uploadInto(e.s.machine, target, call.body)) return json(res, 400, { code: 400, message: `${target} is outside the sandbox's writable folders` });
       json(res, 200, [{ path: target, name: posix.basename(target), type: "file" }]);
     })
     .on("POST /envd/:id/filesystem.Filesystem/MakeDir", (call, res) => {
@@ -173,10 +161,9 @@ export async function startFakeE2b(o: CloudFakeOptions & { templates?: string[] 
       const path = (call.json as { path?: unknown } | undefined)?.path;
       if (typeof path !== "string" || path === "") return json(res, 400, { code: "invalid_argument", message: "path is required" });
       const target = inside(e.user, path);
-      const dir = e.s.machine.filePath(target);
-      if (!dir) return json(res, 400, { code: "invalid_argument", message: `${target} is outside the sandbox's writable folders` });
-      if (existsSync(dir)) return json(res, 409, { code: "already_exists", message: `directory ${target} already exists` });
-      mkdirSync(dir, { recursive: true });
+      const made = folderInto(e.s.machine, target);
+      if (made === "outside") return json(res, 400, { code: "invalid_argument", message: `${target} is outside the sandbox's writable folders` });
+      if (made === "exists") return json(res, 409, { code: "already_exists", message: `directory ${target} already exists` });
       json(res, 200, { entry: { name: posix.basename(target), type: "FILE_TYPE_DIRECTORY", path: target } });
     })
     .on("POST /envd/:id/process.Process/List", (call, res) => {
@@ -218,19 +205,7 @@ export async function startFakeE2b(o: CloudFakeOptions & { templates?: string[] 
       });
     });
 
-  return {
-    provider: "e2b",
-    service,
-    config: { apiKey, apiUrl: service.url, sandboxUrl: `${service.url}/envd/{sandboxId}`, template: "base" },
-    leftovers: () => [
-      ...[...sandboxes.keys()].map((id) => `e2b sandbox ${id} (GET /sandboxes lists it)`),
-      ...destroyed.flatMap((m) => m.leftovers()),
-    ],
-    async close() {
-      for (const s of [...sandboxes.values()]) await remove(s);
-      await service.close();
-    },
-  };
+  return fleet.cloudFake("e2b", { apiKey, apiUrl: service.url, sandboxUrl: `${service.url}/envd/{sandboxId}`, template: "base" });
 }
 
 /** One Connect envelope: flags, big-endian length, JSON. */
