@@ -4,7 +4,7 @@
  * Each test sets up what it needs (the shared environments are made once, by whichever test asks
  * first), so any one of them runs alone (`-t`) or in another order.
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -335,6 +335,46 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     const merged = parsed(await outpost(["snapshots", "merge", NAME, other, "--json"], { env: admin(), timeoutMs: 60_000 }));
     expect(merged.import.conflicts).toEqual([]);
     expect((await outpost(["cat", other, "notes/later.txt"], { env: admin() })).stdout.toString()).toBe("later\n");
+  });
+
+  it("snapshots branch: a branch in an environment's own git repository; a workspace that is not a git checkout is refused at once", async () => {
+    await primary();
+    await h.admin.writeFile(NAME, "notes/hi.txt", "hi\n");
+    const snapId = (await h.admin.createSnapshot({ environment: NAME, message: "for a branch" })).id;
+    // NAME's workspace is not a git checkout; by default the branch goes to the snapshot's own environment.
+    const refused = await outpost(["snapshots", "branch", snapId, "--name", "cli-pr"], { env: admin(), timeoutMs: 30_000 });
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(refused.stderr).toMatch(/^outpost: not a git repository: .*git init.*--mail.*\(HTTP 409, invalid_state\)/s);
+
+    const repo = `${NAME}-repo`;
+    const created = parsed(await outpost(["env", "create", repo, "--provider", "local", "--json"], { env: admin() }));
+    const { workspace } = await h.workspace();
+    await mkdir(workspace, { recursive: true });
+    const git = (...a: string[]) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@e", ...a], { cwd: workspace, encoding: "utf8" });
+    git("init", "-q", "-b", "main");
+    writeFileSync(join(workspace, "README.md"), "# repo\n");
+    git("add", ".");
+    git("commit", "-qm", "base");
+    const agent = h.agent({ token: created.agentToken, workspace });
+    await h.admin.waitForEnvironment(repo, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
+    // A snapshot taken elsewhere: a workspace without .git is refused before the snapshot is carried over.
+    const fromRepo = (await h.admin.createSnapshot({ environment: repo })).id;
+    const notThere = await outpost(["snapshots", "branch", fromRepo, "--env", NAME], { env: admin(), timeoutMs: 30_000 });
+    expect(notThere.code).toBe(1);
+    expect(notThere.stderr).toMatch(/not a git repository/);
+    expect((await h.admin.getSnapshot(fromRepo)).environments).toEqual([created.environment.id]);
+
+    const made = parsed(await outpost(["snapshots", "branch", snapId, "--env", repo, "--name", "cli-pr", "--json"], { env: admin(), timeoutMs: 60_000 }));
+    expect(made.branch).toMatchObject({ branch: "outpost/cli-pr", environmentId: created.environment.id, changed: expect.arrayContaining(["notes/hi.txt"]) });
+    expect(git("rev-parse", "outpost/cli-pr").trim()).toBe(made.branch.commit);
+    expect(git("rev-parse", "outpost/cli-pr^").trim()).toBe(git("rev-parse", "main").trim());
+    expect(git("status", "--porcelain")).toBe("");
+    const text = await outpost(["snapshots", "branch", snapId, "--env", repo, "--name", "cli-pr-2"], { env: admin(), timeoutMs: 60_000 });
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout.toString()).toMatch(new RegExp(`^outpost/cli-pr-2 in ${repo}: [0-9a-f]{12} on [0-9a-f]{12}, \\d+ files? changed\n$`));
+    const again = await outpost(["snapshots", "branch", snapId, "--env", repo, "--name", "cli-pr"], { env: admin(), timeoutMs: 60_000 });
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already exists.*\(HTTP 409, conflict\)/s);
   });
 
   it("objectives and threads: created, then a snapshot on the thread is listed under it", async () => {

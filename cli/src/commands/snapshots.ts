@@ -164,6 +164,28 @@ export const snapshotCommands: Command[] = [
     },
   },
   {
+    name: "snapshots branch",
+    summary: "A branch ready for a pull request in an environment's own git repository: outpost/NAME, one commit with the snapshot's files on its HEAD",
+    args: "SNAPSHOT",
+    description:
+      "The work tree, index and HEAD of that repository are not touched; push the branch from there (outpost exec ENV -- git push origin outpost/NAME). " +
+      "An existing branch of that name is refused (409); so is a workspace that is not a git checkout (409: git init and a first commit there, or take a patch with `outpost snapshots diff BASE SNAPSHOT --mail`).",
+    options: {
+      env: { type: "string", value: "ENV", description: "the environment whose repository gets the branch (default: the one the snapshot was taken in)" },
+      name: { type: "string", value: "NAME", description: "the branch is outpost/NAME (default: the snapshot's thread, else the snapshot)" },
+    },
+    json: true,
+    positionals: { min: 1, max: 1 },
+    examples: ["outpost snapshots branch snap_… --env review-env --name faster-startup"],
+    async run(ctx, [id], v) {
+      const ref = str(v.env) ?? (await ctx.client().getSnapshot(id!)).environmentId;
+      ctx.about(ref);
+      const r = await ctx.client().branchSnapshot(id!, { environment: ref, name: str(v.name) });
+      const b = r.branch;
+      print(ctx, { branch: b }, () => `${b.branch} in ${ref}: ${b.commit.slice(0, 12)} on ${b.base.slice(0, 12)}, ${b.changed.length} file${b.changed.length === 1 ? "" : "s"} changed`);
+    },
+  },
+  {
     name: "snapshots diff",
     summary: "The patch between two snapshots or environments (or its --stat, or git format-patch mail)",
     args: "FROM TO",
