@@ -238,6 +238,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
       { section: "scale", name: `control plane CPU, ${n} idle agents`, value: idleCpu, unit: "% of a core" },
       { section: "scale", name: `stat round trip p50 under load`, value: loadSum.outpost.p50, unit: "ms", baseline: { name: "raw relay, same time", value: loadSum.raw.p50 }, ratio: round(loadSum.outpost.p50 / loadSum.raw.p50) },
       { section: "scale", name: `stat round trip p99 under load`, value: loadSum.outpost.p99, unit: "ms", baseline: { name: "raw relay, same time", value: loadSum.raw.p99 }, ratio: round(loadSum.outpost.p99 / loadSum.raw.p99) },
+      { section: "scale", name: `stat calls under load that failed (error or timeout)`, value: loadFailures.length, unit: `of ${loadSum.outpost.n + loadSum.hot.n}`, target: "0", met: loadFailures.length === 0, note: "a failed call's time is in the percentiles above" },
       { section: "scale", name: `stat round trip p50 under load, one awake environment`, value: loadSum.hot.p50, unit: "ms", baseline: { name: "raw relay, same time", value: loadSum.raw.p50 }, ratio: round(loadSum.hot.p50 / loadSum.raw.p50), note: "profile" },
     ];
     const scaleNotes = [
