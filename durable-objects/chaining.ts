@@ -29,7 +29,7 @@ import { newId } from "../worker/ids.js";
 import { environmentStub } from "../worker/stub.js";
 import type { EventLog } from "./events.js";
 import { handlerExec } from "./handlers.js";
-import { watchHop, type HopWatch } from "./hop-watch.js";
+import { HopWatches } from "./hop-watch.js";
 import { LineWriter, oneLine, readLines } from "./lines.js";
 import { fail, ok, type Outcome } from "./outcome.js";
 import type { Row } from "./record.js";
@@ -81,8 +81,26 @@ type Stream = ReadableStream<Uint8Array>;
 export class Chaining {
   /** Per forwardId: how to cancel what this object started for it (local execs, next hops). */
   private readonly inflight = new Map<string, Set<() => Promise<unknown>>>();
+  /** The bound on the forwarded execs this object's agent runs (hop-watch.ts): one timer for all. */
+  private readonly watches: HopWatches;
 
-  constructor(private readonly h: ChainHost) {}
+  constructor(private readonly h: ChainHost) {
+    this.watches = new HopWatches({
+      now: () => h.now(),
+      agentSeenAt: () => h.agentSeenAt(),
+      acknowledged: (execId) => h.relay.execAcknowledged(execId),
+      fail: (execId, code, reason) => h.relay.abandonExec(execId, { code, message: reason }),
+    });
+  }
+
+  /** The agent's link went away, or an agent connected: the bound on forwarded work hears of it. */
+  agentGone(): void {
+    this.watches.agentGone();
+  }
+
+  agentBack(): void {
+    this.watches.agentBack();
+  }
 
   config(): { gateway: Gateway; routing: Routing } {
     const [r] = this.h.sql<{ gateway: string; routing: string }>`SELECT gateway, routing FROM chaining WHERE id = 1`;
@@ -251,21 +269,21 @@ export class Chaining {
       if (!started.ok) return failed(started.error);
       const out = new LineWriter<ForwardLine>();
       void (async () => {
-        let watch: HopWatch | null = null;
+        let execId: string | null = null;
         try {
           for await (const line of readLines(started.value)) {
-            watch?.progress();
+            if (execId) this.watches.progress(execId);
             if (line.type === "started") {
-              const execId = String(line.execId);
-              this.track(req.forwardId, () => Promise.resolve(this.h.relay.cancelExec(execId)));
-              watch = this.watch(execId, req.trail.ackTimeoutMs);
+              const id = (execId = String(line.execId));
+              this.track(req.forwardId, () => Promise.resolve(this.h.relay.cancelExec(id)));
+              this.watches.watch(id, { ackTimeoutMs: req.trail.ackTimeoutMs, staleMs: this.h.agentStaleMs() });
             } else if (line.type === "exit") await out.write({ ...(line as object), type: "exit", route } as ForwardLine);
             else if (line.type === "error") await out.write({ type: "error", code: String(line.code), message: `Hop '${row.name}' failed: ${String(line.message)}`, hop: row.name, route });
             else await out.write(line as ForwardLine);
           }
         } finally {
           // Whatever ends the stream, the hop's timer must not outlive it (it would keep the object awake).
-          watch?.stop();
+          if (execId) this.watches.stop(execId);
           this.inflight.delete(req.forwardId);
           await out.close();
         }
@@ -341,19 +359,6 @@ export class Chaining {
       set.delete(cancel);
       if (set.size === 0 && this.inflight.get(forwardId) === set) this.inflight.delete(forwardId);
     };
-  }
-
-  /** Holds the agent running `execId` to the bound (hop-watch.ts); breaking it ends the exec with the reason. */
-  private watch(execId: string, ackTimeoutMs: number): HopWatch {
-    return watchHop(
-      {
-        now: () => this.h.now(),
-        agentSeenAt: () => this.h.agentSeenAt(),
-        acknowledged: () => this.h.relay.execAcknowledged(execId),
-        fail: (code, reason) => this.h.relay.abandonExec(execId, { code, message: reason }),
-      },
-      { ackTimeoutMs, staleMs: this.h.agentStaleMs() },
-    );
   }
 
   /**

@@ -565,6 +565,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     for (const other of openSockets(this.ctx, AGENT_TAG, ws)) closeQuietly(other, CLOSE.replaced, "replaced by a newer agent connection");
     ws.serializeAttachment({ ...meta, helloed: true, resume: hello.resume ?? 0 });
     this.link.reset();
+    this.chaining.agentBack();
     const agent = {
       version: hello.agent.version,
       hostname: hello.agent.hostname,
@@ -602,6 +603,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     if (!this.row()) return;
     this.sql`UPDATE environment SET last_seen_at = ${this.iso(this.lastSeen(ws))}, agent_recv = ${this.link.recvOf(ws)}`;
     this.events.append("agent.disconnected", { how });
+    this.chaining.agentGone();
     await this.apply("agent.lost", how);
   }
 

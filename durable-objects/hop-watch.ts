@@ -48,40 +48,113 @@ export function judgeHop(s: HopSigns, limits: HopLimits, now: number): HopVerdic
 
 export interface HopWatchHost {
   now(): number;
-  /** The agent's last heartbeat, or null when no agent is connected. */
+  /** The agent's last heartbeat (or connect), or null when no agent is connected. */
   agentSeenAt(): number | null;
-  /** Has the agent acknowledged the request? */
-  acknowledged(): boolean;
-  fail(code: string, reason: string): void;
+  /** Has the agent acknowledged the request for `execId`? */
+  acknowledged(execId: string): boolean;
+  fail(execId: string, code: string, reason: string): void;
 }
 
-export interface HopWatch {
-  /** Output came back: the agent is alive. */
-  progress(): void;
-  stop(): void;
+interface Watched {
+  signs: HopSigns;
+  limits: HopLimits;
 }
 
-/** Checks the hop's agent a few times per limit until stopped or failed. */
-export function watchHop(host: HopWatchHost, limits: HopLimits): HopWatch {
-  const signs: HopSigns = { sentAt: host.now(), ackedAt: null, seenAt: null, goneSince: null, progressAt: null };
-  const check = () => {
-    const now = host.now();
-    if (signs.ackedAt === null && host.acknowledged()) signs.ackedAt = now;
-    signs.seenAt = host.agentSeenAt();
-    // Back after a disconnect: the request was resent, so the wait for its acknowledgement restarts.
-    if (signs.seenAt !== null && signs.goneSince !== null && signs.ackedAt === null) signs.sentAt = now;
-    signs.goneSince = signs.seenAt === null ? (signs.goneSince ?? now) : null;
-    const verdict = judgeHop(signs, limits, now);
-    if (!verdict.ok) {
-      clearInterval(timer);
-      host.fail(verdict.code, verdict.reason);
+/**
+ * The forwarded execs this object runs, each with its deadline (the moment the verdict could next
+ * turn), all checked by one timer set to the earliest. Connection changes are told, not polled.
+ * The acknowledgement is seen at the ack deadline or with the first output, whichever comes first,
+ * so silence after it is measured from then: lenient by at most `ackTimeoutMs`, never stricter.
+ */
+export class HopWatches {
+  private readonly watched = new Map<string, Watched>();
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private timerAt = Infinity;
+
+  constructor(private readonly host: HopWatchHost) {}
+
+  get size(): number {
+    return this.watched.size;
+  }
+
+  watch(execId: string, limits: HopLimits): void {
+    const now = this.host.now();
+    const seenAt = this.host.agentSeenAt();
+    this.watched.set(execId, { signs: { sentAt: now, ackedAt: null, seenAt, goneSince: seenAt === null ? now : null, progressAt: null }, limits });
+    this.arm();
+  }
+
+  /** Output came back: the agent has the request and is alive. */
+  progress(execId: string): void {
+    const w = this.watched.get(execId);
+    if (!w) return;
+    w.signs.progressAt = this.host.now();
+    w.signs.ackedAt ??= w.signs.progressAt;
+  }
+
+  stop(execId: string): void {
+    if (this.watched.delete(execId) && this.watched.size === 0) this.disarm();
+  }
+
+  /** The agent's link went away: each watched exec's wait for it to come back starts now. */
+  agentGone(): void {
+    const now = this.host.now();
+    for (const w of this.watched.values()) w.signs.goneSince ??= now;
+    this.arm();
+  }
+
+  /** An agent connected: requests not yet acknowledged were resent, so their wait restarts. */
+  agentBack(): void {
+    const now = this.host.now();
+    for (const w of this.watched.values()) {
+      if (w.signs.goneSince === null) continue;
+      w.signs.goneSince = null;
+      if (w.signs.ackedAt === null) w.signs.sentAt = now;
     }
-  };
-  const timer = setInterval(check, Math.max(10, Math.min(limits.ackTimeoutMs, limits.staleMs) / 4));
-  return {
-    progress: () => {
-      signs.progressAt = host.now();
-    },
-    stop: () => clearInterval(timer),
-  };
+    this.arm();
+  }
+
+  private check(): void {
+    this.timer = null;
+    this.timerAt = Infinity;
+    const now = this.host.now();
+    const seenAt = this.host.agentSeenAt();
+    for (const [execId, w] of [...this.watched]) {
+      const s = w.signs;
+      if (s.ackedAt === null && this.host.acknowledged(execId)) s.ackedAt = now;
+      s.seenAt = seenAt;
+      if (seenAt === null) s.goneSince ??= now;
+      const verdict = judgeHop(s, w.limits, now);
+      if (!verdict.ok) {
+        this.watched.delete(execId);
+        this.host.fail(execId, verdict.code, verdict.reason);
+      }
+    }
+    this.arm();
+  }
+
+  /** The moment `w`'s verdict could next change, given what is known now. */
+  private deadline(w: Watched): number {
+    const { signs: s, limits: l } = w;
+    if (s.goneSince !== null) return s.goneSince + l.staleMs + 1;
+    if (s.ackedAt === null) return s.sentAt + l.ackTimeoutMs + 1;
+    return Math.max(s.ackedAt, s.seenAt ?? 0, s.progressAt ?? 0) + l.staleMs + 1;
+  }
+
+  /** One timer for all: set to the earliest deadline. */
+  private arm(): void {
+    let at = Infinity;
+    for (const w of this.watched.values()) at = Math.min(at, this.deadline(w));
+    if (at === this.timerAt) return;
+    this.disarm();
+    if (at === Infinity) return;
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.check(), Math.max(1, at - this.host.now()));
+  }
+
+  private disarm(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+  }
 }

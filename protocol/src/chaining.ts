@@ -13,7 +13,8 @@ export const DEFAULT_MAX_HOPS = 8;
 export const MAX_HOPS_LIMIT = 32;
 /** How long the agent that runs forwarded work has to acknowledge it, unless the origin says otherwise. */
 export const DEFAULT_ACK_TIMEOUT_MS = 10_000;
-export const ACK_TIMEOUT_LIMITS_MS = { min: 10, max: 600_000 } as const;
+/** At least 100 ms: the bound is a deadline per request, but a shorter one says nothing a network can keep. */
+export const ACK_TIMEOUT_LIMITS_MS = { min: 100, max: 600_000 } as const;
 const AckTimeoutMs = z.number().int().min(ACK_TIMEOUT_LIMITS_MS.min).max(ACK_TIMEOUT_LIMITS_MS.max);
 
 /** An environment id or name (names are resolved in the forwarding environment's org). */

@@ -32,6 +32,13 @@ describe("the bound on a forwarded request", () => {
     expect((await c.agent.next("cancel")).re).toBe(req.id);
   });
 
+  it("takes an ackTimeoutMs of 100 ms or more (a deadline shorter than that is refused)", async () => {
+    const token = await userToken({ org: "bound-min" });
+    await open(token, "a");
+    expect((await call("PUT", `/v1/environments/a/routes`, { token, json: { rules: [], ackTimeoutMs: 99 } })).status).toBe(400);
+    expect((await call("PUT", `/v1/environments/a/routes`, { token, json: { rules: [], ackTimeoutMs: 100 } })).status).toBe(200);
+  });
+
   it("output keeps a leaf alive; silence after the acknowledgement fails it, naming the leaf", async () => {
     const token = await userToken({ org: "bound-stale" });
     await open(token, "a");
