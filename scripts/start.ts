@@ -13,6 +13,7 @@ import { startControlPlane, type ControlPlane } from "./lib/control-plane.js";
 import { DEV_VARS, ensureDevSecret, ROOT } from "./lib/dev-vars.js";
 import { ensureEnvironment, startConnectedAgent, writePrivateFile } from "./lib/local-environment.js";
 import { groupAlive } from "./lib/process-group.js";
+import { pidAlive } from "./lib/processes.js";
 import { START_OPTIONS } from "./lib/script-flags.js";
 import { signUserToken } from "./lib/tokens.js";
 
@@ -132,15 +133,6 @@ function readLock(): Lock | null {
 function writeLock(): void {
   const lock: Lock = { pid: process.pid, port, wrangler: controlPlane?.pid, agent: agent?.pid };
   writePrivateFile(paths.lock, `${JSON.stringify(lock)}\n`);
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 function releaseLock(): void {

@@ -1,4 +1,4 @@
-/** Finding and ending processes by what their command line mentions (Linux /proc): leak checks for tests and the conformance kit. */
+/** Finding and ending processes by what their command line mentions (Linux /proc), and whether one still lives: leak checks for tests, scripts and the conformance kit. */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 
 /** Pids of live processes whose command line mentions `text` (Linux /proc; empty elsewhere). */
@@ -28,4 +28,26 @@ export function killLeftovers(text: string): number[] {
     }
   }
   return pids;
+}
+
+/**
+ * Whether the process still lives. On Linux a zombie (exited, not yet reaped by its parent) counts
+ * as gone, as it runs nothing; elsewhere signal 0 decides (EPERM: it lives, under another user).
+ */
+export function pidAlive(pid: number): boolean {
+  const stat = `/proc/${pid}/stat`;
+  if (existsSync("/proc/self/stat")) {
+    try {
+      const state = readFileSync(stat, "utf8").replace(/^.*\) /s, "")[0];
+      return state !== "Z" && state !== "X";
+    } catch {
+      return false;
+    }
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }

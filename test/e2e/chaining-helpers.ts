@@ -59,13 +59,3 @@ export async function readUntilPid(res: Response): Promise<{ pid: number; forwar
   };
   return { pid, forwardId, reader, text: () => text, rest };
 }
-
-/** Is a process (on this machine) still alive? */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BUNDLE } from "../../scripts/lib/agent-process.js";
-import { processAlive, readUntilPid, SLEEPER, startEnvironment, type Started } from "./chaining-helpers.js";
+import { pidAlive } from "../../scripts/lib/processes.js";
+import { readUntilPid, SLEEPER, startEnvironment, type Started } from "./chaining-helpers.js";
 import { expectProblem, startHarness, waitFor, type Harness } from "./helpers.js";
 
 let h: Harness;
@@ -125,10 +126,10 @@ describe("execution chaining between real agents", () => {
 
   it("cancel at the origin kills the process at the leaf", async () => {
     const run = await readUntilPid(await forward("a", { exec: { command: SLEEPER }, route: ["b", "c"] }, true));
-    expect(processAlive(run.pid)).toBe(true);
+    expect(pidAlive(run.pid)).toBe(true);
     const cancelled = await h.admin.request("POST", `/v1/environments/a/forward/${run.forwardId}/cancel`);
     expect(await cancelled.json()).toEqual({ cancelled: true, hops: 1 });
-    await waitFor(() => !processAlive(run.pid), { timeoutMs: 15_000, what: `leaf process ${run.pid} to end` });
+    await waitFor(() => !pidAlive(run.pid), { timeoutMs: 15_000, what: `leaf process ${run.pid} to end` });
     expect((await run.rest()).trim().split("\n").at(-1)).toContain('"cancelled":true');
   });
 
@@ -136,9 +137,9 @@ describe("execution chaining between real agents", () => {
     const client = new AbortController();
     const res = await h.admin.request("POST", "/v1/environments/a/forward", { json: { exec: { command: SLEEPER }, route: ["b", "c"] }, headers: { accept: "application/x-ndjson" }, timeoutMs: 0, signal: client.signal });
     const run = await readUntilPid(res);
-    expect(processAlive(run.pid)).toBe(true);
+    expect(pidAlive(run.pid)).toBe(true);
     client.abort();
-    await waitFor(() => !processAlive(run.pid), { timeoutMs: 15_000, what: `leaf process ${run.pid} to end after the origin client went away` });
+    await waitFor(() => !pidAlive(run.pid), { timeoutMs: 15_000, what: `leaf process ${run.pid} to end after the origin client went away` });
     const events = (await (await h.admin.request("GET", "/v1/environments/c/events")).json()) as { events: Array<{ type: string; data: Record<string, unknown> }> };
     expect(events.events.filter((e) => e.type === "forward.cancelled").map((e) => e.data.forwardId)).toContain(run.forwardId);
   });

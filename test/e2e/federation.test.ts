@@ -4,7 +4,8 @@
  * token deployment two issued. Work forwarded from `a` to `r` runs in `x`, by a real agent.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { processAlive, readUntilPid, SLEEPER, startEnvironment } from "./chaining-helpers.js";
+import { pidAlive } from "../../scripts/lib/processes.js";
+import { readUntilPid, SLEEPER, startEnvironment } from "./chaining-helpers.js";
 import { expectProblem, startHarness, waitFor, type Harness } from "./helpers.js";
 
 let one: Harness;
@@ -47,7 +48,7 @@ describe("federation across two control planes", () => {
   it("cancel at the origin reaches the process in the other deployment", async () => {
     const run = await readUntilPid(await forward({ exec: { command: SLEEPER }, target: "r" }, true));
     expect((await one.admin.request("POST", `/v1/environments/a/forward/${run.forwardId}/cancel`)).status).toBe(200);
-    await waitFor(() => !processAlive(run.pid), { timeoutMs: 15_000, what: `process ${run.pid} in the other deployment to end` });
+    await waitFor(() => !pidAlive(run.pid), { timeoutMs: 15_000, what: `process ${run.pid} in the other deployment to end` });
     await run.reader.cancel();
   });
 

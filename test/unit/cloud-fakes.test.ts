@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { containerEnv, MAX_BODY_BYTES } from "../../provider-agent/providers/cloudflare-containers/companion/src/contract.js";
 import { startCloudFake, type CloudFake } from "../../scripts/lib/fakes/index.js";
 import { FakeMachine } from "../../scripts/lib/fakes/machine.js";
+import { pidAlive } from "../../scripts/lib/processes.js";
 import { tempDir, waitFor } from "./helpers.js";
 
 let base: { dir: string; cleanup: () => Promise<void> };
@@ -23,14 +24,6 @@ afterEach(async () => {
 });
 
 const STAY = "require('fs').writeFileSync(process.argv[2] ?? 'ran', String(process.pid)); setInterval(() => {}, 1000)";
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 function envelope(message: unknown): Buffer {
   const body = Buffer.from(JSON.stringify(message));
   const head = Buffer.alloc(5);
@@ -88,7 +81,7 @@ describe("the e2b fake", () => {
 
     expect((await fetch(`${api}/sandboxes/${created.sandboxID}`, { method: "DELETE", headers: key })).status).toBe(204);
     expect((await fetch(`${api}/sandboxes/${created.sandboxID}`, { headers: key })).status).toBe(404);
-    expect(alive(pid)).toBe(false);
+    expect(pidAlive(pid)).toBe(false);
     expect(existsSync(join(base.dir, created.sandboxID))).toBe(false);
     expect(fake.leftovers()).toEqual([]);
   });
@@ -119,7 +112,7 @@ describe("the daytona fake", () => {
     expect((await session()).commands.find((c) => c.id === cmdId)?.exitCode).toBeNull();
     const pid = Number(readFileSync(join(base.dir, id, "home/daytona/pid"), "utf8"));
     expect((await fetch(`${toolbox}/process/session/s`, { method: "DELETE", headers })).status).toBe(204);
-    expect(alive(pid)).toBe(false);
+    expect(pidAlive(pid)).toBe(false);
     expect((await fetch(`${toolbox}/process/session/s`, { headers })).status).toBe(404);
 
     expect(((await (await fetch(`${api}/sandbox?labels=${encodeURIComponent('{"a":"b"}')}`, { headers })).json()) as unknown[]).length).toBe(1);

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { realClock } from "../../provider-agent/src/clock.js";
 import { AgentError } from "../../provider-agent/src/errors.js";
 import { OUTPUT_CAP_BYTES, runExec } from "../../provider-agent/src/services/exec.js";
+import { pidAlive } from "../../scripts/lib/processes.js";
 import { sleep, tempDir, waitFor } from "./helpers.js";
 
 let base: { dir: string; cleanup: () => Promise<void> };
@@ -21,26 +22,6 @@ afterEach(() => base.cleanup());
 
 const run = (command: string[], extra: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}, signal?: AbortSignal) =>
   runExec({ command, ...extra }, { workspace: ws, clock, signal });
-
-/** A process is gone when /proc has no entry for it, or only a zombie awaiting its reaper. */
-function alive(pid: number): boolean {
-  const statFile = `/proc/${pid}/stat`;
-  if (existsSync("/proc/self/stat")) {
-    if (!existsSync(statFile)) return false;
-    try {
-      const state = readFileSync(statFile, "utf8").replace(/^.*\) /s, "")[0];
-      return state !== "Z" && state !== "X";
-    } catch {
-      return false;
-    }
-  }
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("exec", () => {
   it("runs a command and captures its output", async () => {
@@ -94,7 +75,7 @@ describe("exec", () => {
     expect(result).toMatchObject({ timedOut: true, exitCode: null, signal: "SIGTERM" });
     const pids = result.stdout.trim().split(/\s+/).map(Number);
     expect(pids).toHaveLength(2);
-    for (const pid of pids) await waitFor(() => !alive(pid), 5_000, `process ${pid} to be gone`);
+    for (const pid of pids) await waitFor(() => !pidAlive(pid), 5_000, `process ${pid} to be gone`);
   });
 
   it("a cancel kills the process group and answers with a cancelled result", async () => {
@@ -105,7 +86,7 @@ describe("exec", () => {
     expect(pids).toHaveLength(2);
     controller.abort(new AgentError("cancelled", "cancelled by the control plane"));
     expect(await running).toMatchObject({ cancelled: true, exitCode: null, signal: "SIGTERM" });
-    for (const pid of pids) await waitFor(() => !alive(pid), 5_000, `process ${pid} to be gone`);
+    for (const pid of pids) await waitFor(() => !pidAlive(pid), 5_000, `process ${pid} to be gone`);
   });
 
   it("caps each stream and says so", async () => {

@@ -36,15 +36,6 @@ export function gitRepo(dir: string): string {
   return dir;
 }
 
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** The argv of a live process (Linux), empty when it is gone. */
 export function commandLineOf(pid: number): string[] {
   try {

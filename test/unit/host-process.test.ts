@@ -9,7 +9,8 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { processesIn } from "../../provider-agent/src/host/processes.js";
 import { agentToken, tempDir, TestEdge, waitFor, type EdgeConnection } from "./helpers.js";
-import { cliSource, git, gitRepo, hostToken, pidAlive, repoRoot, TestRegistry, tsxImport, type Frame } from "./host-helpers.js";
+import { cliSource, git, gitRepo, hostToken, repoRoot, TestRegistry, tsxImport, type Frame } from "./host-helpers.js";
+import { pidAlive } from "../../scripts/lib/processes.js";
 
 const ENV_A = "env_aaaaaaaaaaaaaaaaaaaa";
 const ENV_B = "env_bbbbbbbbbbbbbbbbbbbb";

@@ -15,7 +15,8 @@ import { processesIn } from "../../provider-agent/src/host/processes.js";
 import { HostError } from "../../provider-agent/src/host/provider.js";
 import { silentLogger } from "../../provider-agent/src/log.js";
 import { agentToken, ENV_ID, tempDir, TestEdge, waitFor, type Frame } from "./helpers.js";
-import { agentCommand, commandLineOf, git, gitRepo, pidAlive } from "./host-helpers.js";
+import { agentCommand, commandLineOf, git, gitRepo } from "./host-helpers.js";
+import { pidAlive } from "../../scripts/lib/processes.js";
 
 let base: { dir: string; cleanup: () => Promise<void> };
 let edge: TestEdge;

@@ -15,7 +15,8 @@ import { HostError } from "../../provider-agent/src/host/provider.js";
 import { bwrapArgs, pathsUnderTmp, SandboxProvider } from "../../provider-agent/src/host/providers/sandbox.js";
 import { silentLogger } from "../../provider-agent/src/log.js";
 import { agentToken, ENV_ID, tempDir, TestEdge, waitFor, type Frame } from "./helpers.js";
-import { agentCommand, commandLineOf, pidAlive, repoRoot } from "./host-helpers.js";
+import { agentCommand, commandLineOf, repoRoot } from "./host-helpers.js";
+import { pidAlive } from "../../scripts/lib/processes.js";
 
 function bwrapProblem(): string | null {
   try {

@@ -15,19 +15,11 @@ import { flushGroups, forgetGroup, ledgerWrites, reapLeftoverGroups, recordGroup
 import { silentLogger } from "../../provider-agent/src/log.js";
 import { KILL_GRACE_MS, runExec } from "../../provider-agent/src/services/exec.js";
 import { RunManager } from "../../provider-agent/src/services/runs.js";
+import { groupAlive } from "../../scripts/lib/process-group.js";
 import { waitFor } from "../../scripts/lib/wait.js";
 
 const listed = (file: string) => (JSON.parse(readFileSync(file, "utf8")) as Array<{ pgid: number }>).map((e) => e.pgid);
 const ledger = () => join(mkdtempSync(join(tmpdir(), "outpost-groups-")), "agent.json.groups.json");
-
-function alive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function group(): number {
   // A leader with a child of its own: both must go.
@@ -49,8 +41,8 @@ describe("process groups left by a killed agent", () => {
     expect(listed(file)).toEqual([left]);
     // The agent is killed here (nothing runs on SIGKILL); the next one starts with the same file.
     expect(reapLeftoverGroups(file, silentLogger)).toBe(1);
-    await waitFor(() => !alive(left), { timeoutMs: 5_000, what: "the leftover group to die" });
-    expect(alive(finished)).toBe(true);
+    await waitFor(() => !groupAlive(left), { timeoutMs: 5_000, what: "the leftover group to die" });
+    expect(groupAlive(finished)).toBe(true);
     process.kill(-finished, "SIGKILL");
     expect(JSON.parse(readFileSync(file, "utf8"))).toEqual([]);
   });
@@ -60,7 +52,7 @@ describe("process groups left by a killed agent", () => {
     const other = group();
     writeFileSync(file, JSON.stringify([{ pgid: other, start: "1" }]));
     expect(reapLeftoverGroups(file, silentLogger)).toBe(0);
-    expect(alive(other)).toBe(true);
+    expect(groupAlive(other)).toBe(true);
     process.kill(-other, "SIGKILL");
     writeFileSync(file, "{not json");
     expect(reapLeftoverGroups(file, silentLogger)).toBe(0);
@@ -89,10 +81,10 @@ setInterval(() => {}, 1000);
     const pgid = Number(await waitFor(() => /^\d+\n/.exec(out)?.[0], { timeoutMs: 20_000, what: "the agent to start its command" }));
     agent.kill("SIGKILL");
     await new Promise((r) => agent.once("exit", r));
-    expect(alive(pgid)).toBe(true);
+    expect(groupAlive(pgid)).toBe(true);
     expect(listed(file)).toEqual([pgid]);
     expect(reapLeftoverGroups(file, silentLogger)).toBe(1);
-    await waitFor(() => !alive(pgid), { timeoutMs: 5_000, what: "the leftover group to die" });
+    await waitFor(() => !groupAlive(pgid), { timeoutMs: 5_000, what: "the leftover group to die" });
   });
 
   it("a stopped command's group stays listed until its SIGKILL, so a member that ignores SIGTERM cannot escape a killed agent", async () => {
@@ -107,8 +99,8 @@ setInterval(() => {}, 1000);
     const [pgid] = listed(file);
     expect(pgid).toBeGreaterThan(0);
     // Here, within the grace, an agent killed with SIGKILL leaves the member listed: the next one kills it.
-    expect(alive(pgid!)).toBe(true);
-    await waitFor(() => !alive(pgid!), { timeoutMs: KILL_GRACE_MS + 5_000, what: "the SIGKILL after the grace" });
+    expect(groupAlive(pgid!)).toBe(true);
+    await waitFor(() => !groupAlive(pgid!), { timeoutMs: KILL_GRACE_MS + 5_000, what: "the SIGKILL after the grace" });
     flushGroups();
     expect(listed(file)).toEqual([]);
   });
@@ -125,8 +117,8 @@ setInterval(() => {}, 1000);
       await waitFor(() => runs.reports()[0]?.state === "exited", { timeoutMs: 5_000, what: "the run's leader to exit" });
       flushGroups();
       expect(listed(file)).toEqual([pid]);
-      expect(alive(pid)).toBe(true);
-      await waitFor(() => !alive(pid), { timeoutMs: 5_000, what: "the SIGKILL after the grace" });
+      expect(groupAlive(pid)).toBe(true);
+      await waitFor(() => !groupAlive(pid), { timeoutMs: 5_000, what: "the SIGKILL after the grace" });
       flushGroups();
       expect(listed(file)).toEqual([]);
     } finally {

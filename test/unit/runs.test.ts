@@ -4,6 +4,7 @@ import path from "node:path";
 import { parseAgentFrame, type AgentFrame, type RunExit, type RunOutput } from "@outpost/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RunManager } from "../../provider-agent/src/services/runs.js";
+import { pidAlive } from "../../scripts/lib/processes.js";
 import { sleep, tempDir, waitFor } from "./helpers.js";
 
 /** A stand-in link: while "disconnected", sendPaced waits, as the reliable link does when its outbox is full. */
@@ -53,25 +54,6 @@ class GatedOutbound {
 
   exit(runId: string): RunExit | undefined {
     return this.frames.find((f): f is RunExit => f.kind === "run.exit" && f.runId === runId);
-  }
-}
-
-function alive(pid: number): boolean {
-  const statFile = `/proc/${pid}/stat`;
-  if (existsSync("/proc/self/stat")) {
-    if (!existsSync(statFile)) return false;
-    try {
-      const state = readFileSync(statFile, "utf8").replace(/^.*\) /s, "")[0];
-      return state !== "Z" && state !== "X";
-    } catch {
-      return false;
-    }
-  }
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -149,7 +131,7 @@ describe("runs", () => {
     expect(manager.reports()).toEqual([{ runId: "long", state: "running", pid }]);
     expect(manager.cancel("long")).toEqual({ cancelled: true });
     expect(await exitOf("long")).toMatchObject({ cancelled: true, exitCode: null, signal: "SIGTERM" });
-    for (const p of [pid, child]) await waitFor(() => !alive(p), 5_000, `process ${p} to be gone`);
+    for (const p of [pid, child]) await waitFor(() => !pidAlive(p), 5_000, `process ${p} to be gone`);
     expect(manager.cancel("long")).toEqual({ cancelled: false });
     expect(manager.cancel("unknown")).toEqual({ cancelled: false });
     expect(manager.reports()).toEqual([{ runId: "long", state: "exited", pid }]);
@@ -163,7 +145,7 @@ describe("runs", () => {
     out.disconnect();
     // The run goes on without the link: it reaches its end while nothing can be delivered.
     await writeFile(marker, "");
-    await waitFor(() => !alive(pid), 5_000, "the run to finish");
+    await waitFor(() => !pidAlive(pid), 5_000, "the run to finish");
     await waitFor(() => out.waiting > 0, 5_000, "a frame waiting for the link");
     expect(out.exit("survivor")).toBeUndefined();
     expect(manager.reports()).toEqual([{ runId: "survivor", state: expect.stringMatching(/running|exited/), pid }]);
