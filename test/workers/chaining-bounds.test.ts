@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { environment, forward } from "./chaining-helpers.js";
-import { call, eventually, ndjson, userToken } from "./helpers.js";
+import { call, eventsOf, eventually, ndjson, userToken } from "./helpers.js";
 
 /** Every environment here takes forwarded work from the whole org. */
 const open = (token: string, name: string, heartbeatMs?: number) => environment(token, name, { gateway: true, heartbeatMs });
@@ -82,9 +82,6 @@ describe("an origin client that goes away", () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect((await c.agent.next("cancel")).re).toBe(req.id);
-    await eventually(async () => {
-      const events = (await (await call("GET", `/v1/environments/c/events`, { token })).json()) as { events: Array<{ type: string; data: Record<string, unknown> }> };
-      return events.events.some((e) => e.type === "forward.cancelled" && e.data.forwardId === forwardId);
-    });
+    await eventually(async () => (await eventsOf(token, "c")).some((e) => e.type === "forward.cancelled" && e.data.forwardId === forwardId));
   });
 });

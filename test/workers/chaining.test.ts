@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { environment, forward, openGateway } from "./chaining-helpers.js";
-import { call, createEnvironment, eventually, expectProblem, ndjson, stateOf, type TestAgent, userToken } from "./helpers.js";
+import { call, createEnvironment, eventsOf, eventually, expectProblem, ndjson, stateOf, type TestAgent, userToken } from "./helpers.js";
 
 /** Reliable frames carry seqs from 1, as a real agent's do. */
 const seqs = new Map<TestAgent, number>();
@@ -36,8 +36,7 @@ describe("gateways and routes through the API", () => {
     const routes = await call("PUT", `/v1/environments/${environment.id}/routes`, { token, json: { rules: [{ match: "inference", to: { capability: "gpu" } }], maxHops: 3 } });
     expect(await routes.json()).toEqual({ routing: { rules: [{ match: "inference", to: { capability: "gpu" } }], maxHops: 3, ackTimeoutMs: 10_000 } });
     expect(await (await call("GET", `/v1/environments/g/routes`, { token })).json()).toMatchObject({ routing: { maxHops: 3 } });
-    const events = (await (await call("GET", `/v1/environments/g/events`, { token })).json()) as { events: Array<{ type: string }> };
-    expect(events.events.map((e) => e.type)).toEqual(expect.arrayContaining(["gateway.changed", "routing.changed"]));
+    expect((await eventsOf(token, "g")).map((e) => e.type)).toEqual(expect.arrayContaining(["gateway.changed", "routing.changed"]));
   });
 });
 
@@ -58,10 +57,9 @@ describe("forwarding between objects", () => {
       { type: "stdout", data: "from c\n" },
       { type: "exit", exitCode: 0, signal: null, durationMs: 1, route: ["a", "b", "c"] },
     ]);
-    const eventsOf = async (env: string) => ((await (await call("GET", `/v1/environments/${env}/events`, { token })).json()) as { events: Array<{ type: string; data: Record<string, unknown> }> }).events;
-    expect((await eventsOf("a")).find((e) => e.type === "forward.sent")?.data).toMatchObject({ to: "b" });
-    expect((await eventsOf("b")).find((e) => e.type === "forward.received")?.data).toMatchObject({ from: "a", origin: "a", hops: 1 });
-    expect((await eventsOf("c")).find((e) => e.type === "forward.received")?.data).toMatchObject({ from: "b", origin: "a", hops: 2 });
+    expect((await eventsOf(token, "a")).find((e) => e.type === "forward.sent")?.data).toMatchObject({ to: "b" });
+    expect((await eventsOf(token, "b")).find((e) => e.type === "forward.received")?.data).toMatchObject({ from: "a", origin: "a", hops: 1 });
+    expect((await eventsOf(token, "c")).find((e) => e.type === "forward.received")?.data).toMatchObject({ from: "b", origin: "a", hops: 2 });
     expect(b.agent.frames.filter((f) => f.kind === "request")).toEqual([]); // b only relayed
     void a;
   });

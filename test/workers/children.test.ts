@@ -1,22 +1,15 @@
 /** Hierarchical environments in workerd: spawn scope, limits, the tree, and the cascade. */
 import { describe, expect, it } from "vitest";
-import { call, createEnvironment, eventually, expectProblem, stateOf, TestAgent, userToken } from "./helpers.js";
+import { call, createEnvironment, eventsOf, eventually, expectProblem, stateOf, TestAgent, userToken } from "./helpers.js";
+import { grantSpawn, spawnChild, type Created } from "./hierarchy-helpers.js";
 
-type Created = { environment: { id: string; name: string; state: string }; agentToken: string };
-const spawn = (token: string, parent: string, body: unknown) => call("POST", `/v1/environments/${parent}/children`, { token, json: body });
-/** Grants the scope (admin); answers the agent token that carries it (no agent is connected here). */
-const grant = async (token: string, env: string, scope: unknown): Promise<string> => {
-  const res = await call("PUT", `/v1/environments/${env}/spawn`, { token, json: { spawn: scope } });
-  expect(res.status).toBe(200);
-  return ((await res.json()) as { agentToken: string }).agentToken;
-};
-const eventTypes = async (token: string, env: string) => ((await (await call("GET", `/v1/environments/${env}/events`, { token })).json()) as { events: Array<{ type: string }> }).events.map((e) => e.type);
+const eventTypes = async (token: string, env: string) => (await eventsOf(token, env)).map((e) => e.type);
 
 describe("hierarchical environments", () => {
   it("a parent without the scope may not spawn (403); with it, its agent spawns children within the limits", async () => {
     const token = await userToken({ org: "tree-1" });
     const parent = await createEnvironment(token, "parent");
-    const refused = await expectProblem(await spawn(parent.agentToken, parent.environment.id, { name: "kid", provider: "local" }), 403, "forbidden");
+    const refused = await expectProblem(await spawnChild(parent.agentToken, parent.environment.id, { name: "kid", provider: "local" }), 403, "forbidden");
     expect(refused.detail).toMatch(/no spawn scope/);
     const operator = await userToken({ org: "tree-1", role: "operator" });
     await expectProblem(await call("PUT", `/v1/environments/parent/spawn`, { token: operator, json: { spawn: { maxChildren: 2 } } }), 403, "forbidden");
@@ -25,20 +18,20 @@ describe("hierarchical environments", () => {
     expect(answer).toEqual({ spawn: { maxChildren: 2, maxDepth: 2, providers: ["local"] }, agentToken: expect.any(String), delivered: false });
     parent.agentToken = answer.agentToken;
 
-    const one = await spawn(parent.agentToken, parent.environment.id, { name: "kid-1", provider: "local", spawn: { maxChildren: 1, maxDepth: 1 } });
+    const one = await spawnChild(parent.agentToken, parent.environment.id, { name: "kid-1", provider: "local", spawn: { maxChildren: 1, maxDepth: 1 } });
     expect(one.status).toBe(201);
     const kid1 = (await one.json()) as Created;
     expect(kid1.agentToken).toEqual(expect.any(String));
-    await expectProblem(await spawn(parent.agentToken, parent.environment.id, { name: "kid-x", provider: "docker" }), 403, "forbidden");
-    const two = (await (await spawn(token, "parent", { name: "kid-2", provider: "local", keep: true })).json()) as Created;
-    const full = await expectProblem(await spawn(parent.agentToken, parent.environment.id, { name: "kid-3", provider: "local" }), 409, "children_limit");
+    await expectProblem(await spawnChild(parent.agentToken, parent.environment.id, { name: "kid-x", provider: "docker" }), 403, "forbidden");
+    const two = (await (await spawnChild(token, "parent", { name: "kid-2", provider: "local", keep: true })).json()) as Created;
+    const full = await expectProblem(await spawnChild(parent.agentToken, parent.environment.id, { name: "kid-3", provider: "local" }), 409, "children_limit");
     expect(full.detail).toMatch(/maxChildren 2/);
     // kid-1 may spawn one of its own; that grandchild may not be granted any further depth.
-    const grand = (await (await spawn(kid1.agentToken, kid1.environment.id, { name: "grandkid", provider: "local" })).json()) as Created;
-    await expectProblem(await spawn(kid1.agentToken, kid1.environment.id, { name: "grandkid-2", provider: "local" }), 409, "children_limit");
-    await expectProblem(await spawn(grand.agentToken, grand.environment.id, { name: "too-deep", provider: "local" }), 403, "forbidden");
+    const grand = (await (await spawnChild(kid1.agentToken, kid1.environment.id, { name: "grandkid", provider: "local" })).json()) as Created;
+    await expectProblem(await spawnChild(kid1.agentToken, kid1.environment.id, { name: "grandkid-2", provider: "local" }), 409, "children_limit");
+    await expectProblem(await spawnChild(grand.agentToken, grand.environment.id, { name: "too-deep", provider: "local" }), 403, "forbidden");
     // An agent token spawns only from its own environment.
-    await expectProblem(await spawn(kid1.agentToken, parent.environment.id, { name: "kid-9", provider: "local" }), 403, "forbidden");
+    await expectProblem(await spawnChild(kid1.agentToken, parent.environment.id, { name: "kid-9", provider: "local" }), 403, "forbidden");
 
     const tree = (await (await call("GET", `/v1/environments/parent/children`, { token })).json()) as { tree: { name: string; children: Array<{ name: string; keep: boolean; children: Array<{ name: string }> }> } };
     expect(tree.tree.name).toBe("parent");
@@ -68,8 +61,8 @@ describe("hierarchical environments", () => {
     const token = await userToken({ org: "tree-2" });
     const parent = await createEnvironment(token, "p");
     const other = await createEnvironment(token, "other");
-    parent.agentToken = await grant(token, "p", {});
-    const kid = (await (await spawn(parent.agentToken, parent.environment.id, { name: "k", provider: "local" })).json()) as Created;
+    parent.agentToken = (await grantSpawn(token, "p", {})).agentToken;
+    const kid = (await (await spawnChild(parent.agentToken, parent.environment.id, { name: "k", provider: "local" })).json()) as Created;
     await expectProblem(await call("DELETE", `/v1/environments/${parent.environment.id}/children/other`, { token: parent.agentToken }), 404, "not_found");
     const closed = await call("DELETE", `/v1/environments/${parent.environment.id}/children/k`, { token: parent.agentToken });
     expect(closed.status).toBe(200);
@@ -82,8 +75,8 @@ describe("hierarchical environments", () => {
   it("closing a child takes the parent's agent with its current grant, or an admin", async () => {
     const admin = await userToken({ org: "tree-4" });
     const parent = await createEnvironment(admin, "p");
-    const granted = await grant(admin, "p", { maxChildren: 4 });
-    for (const name of ["k1", "k2", "k3"]) expect((await spawn(granted, parent.environment.id, { name, provider: "local" })).status).toBe(201);
+    const granted = (await grantSpawn(admin, "p", { maxChildren: 4 })).agentToken;
+    for (const name of ["k1", "k2", "k3"]) expect((await spawnChild(granted, parent.environment.id, { name, provider: "local" })).status).toBe(201);
     const close = (token: string, child: string) => call("DELETE", `/v1/environments/${parent.environment.id}/children/${child}`, { token });
     // The token issued at creation carries no spawn scope: it may not close what the environment spawned.
     expect((await expectProblem(await close(parent.agentToken, "k1"), 403, "forbidden")).detail).toMatch(/no spawn scope/);
@@ -91,11 +84,11 @@ describe("hierarchical environments", () => {
     expect((await expectProblem(await close(operator, "k1"), 403, "forbidden")).detail).toMatch(/admin/);
     expect((await close(granted, "k1")).status).toBe(200);
     // A replaced grant: the old token may no longer close; the new one may.
-    const regranted = await grant(admin, "p", { maxChildren: 3 });
+    const regranted = (await grantSpawn(admin, "p", { maxChildren: 3 })).agentToken;
     expect((await expectProblem(await close(granted, "k2"), 403, "forbidden")).detail).toMatch(/withdrawn or replaced/);
     expect((await close(regranted, "k2")).status).toBe(200);
     // Withdrawn: the agent may not close its last child; an admin always may.
-    const withdrawn = await grant(admin, "p", null);
+    const withdrawn = (await grantSpawn(admin, "p", null)).agentToken;
     await expectProblem(await close(regranted, "k3"), 403, "forbidden");
     await expectProblem(await close(withdrawn, "k3"), 403, "forbidden");
     const last = await close(admin, "k3");
@@ -107,8 +100,8 @@ describe("hierarchical environments", () => {
     const token = await userToken({ org: "tree-3" });
     const lifecycle = { stopTimeoutMs: 50 };
     const parent = (await (await call("POST", "/v1/environments", { token, json: { name: "p", provider: "local", lifecycle } })).json()) as Created;
-    parent.agentToken = await grant(token, "p", {});
-    const kid = (await (await spawn(parent.agentToken, parent.environment.id, { name: "k", provider: "local", lifecycle })).json()) as Created;
+    parent.agentToken = (await grantSpawn(token, "p", {})).agentToken;
+    const kid = (await (await spawnChild(parent.agentToken, parent.environment.id, { name: "k", provider: "local", lifecycle })).json()) as Created;
     for (const e of [parent, kid]) {
       const agent = await TestAgent.ready(e.environment.id, e.agentToken);
       await eventually(async () => (await stateOf(token, e.environment.id)) === "running");

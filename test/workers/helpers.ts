@@ -47,6 +47,12 @@ export async function stateOf(token: string, id: string): Promise<string> {
   return ((await res.json()) as { environment: { state: string } }).environment.state;
 }
 
+/** The environment's event log (GET …/events, first page). */
+export async function eventsOf(token: string, env: string): Promise<Array<{ seq: number; type: string; data: Record<string, unknown> }>> {
+  const res = await call("GET", `/v1/environments/${env}/events`, { token });
+  return ((await res.json()) as { events: Array<{ seq: number; type: string; data: Record<string, unknown> }> }).events;
+}
+
 /** An ndjson response body, one object per line. */
 export async function ndjson(res: Response): Promise<Array<Record<string, unknown>>> {
   return (await res.text()).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);

@@ -2,7 +2,7 @@ import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test"
 import { describe, expect, it } from "vitest";
 import { CLOSE } from "@outpost/protocol";
 import type { EnvironmentObject } from "../../durable-objects/environment.js";
-import { call, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
+import { call, eventsOf, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
 
 type Env0 = { id: string; name: string; state: string; restartCount: number; lastSeenAt: string | null; startedAt: string | null };
 
@@ -272,8 +272,7 @@ describe("actions", () => {
     const refused = await call("GET", `/v1/environments/${environment.id}/connect`, { token: agentToken, headers: { upgrade: "websocket" } });
     expect(refused.status).toBe(401);
     await expectProblem(await call("POST", `/v1/environments/${environment.id}/start`, { token }), 409, "invalid_state");
-    const events = (await (await call("GET", `/v1/environments/${environment.id}/events`, { token })).json()) as { events: Array<{ type: string; data: { to?: string } }> };
-    expect(events.events.some((e) => e.type === "state.changed" && e.data.to === "archived")).toBe(true);
+    expect((await eventsOf(token, environment.id)).some((e) => e.type === "state.changed" && e.data.to === "archived")).toBe(true);
     const list = (await (await call("GET", "/v1/environments", { token })).json()) as { environments: unknown[] };
     expect(list.environments).toHaveLength(0);
     const archived = (await (await call("GET", "/v1/environments?state=archived", { token })).json()) as { environments: unknown[] };

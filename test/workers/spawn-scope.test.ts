@@ -7,16 +7,8 @@ import { env } from "cloudflare:test";
 import { decodeJwt, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { AUDIENCE, TOKEN_ISSUER } from "@outpost/protocol";
-import { call, createEnvironment, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
-
-type Created = { environment: { id: string; name: string }; agentToken: string };
-const spawn = (token: string, parent: string, body: unknown) => call("POST", `/v1/environments/${parent}/children`, { token, json: body });
-const put = async (token: string, name: string, scope: unknown) => {
-  const res = await call("PUT", `/v1/environments/${name}/spawn`, { token, json: { spawn: scope } });
-  expect(res.status).toBe(200);
-  return (await res.json()) as { spawn: unknown; agentToken: string; delivered: boolean };
-};
-const events = async (token: string, name: string) => ((await (await call("GET", `/v1/environments/${name}/events`, { token })).json()) as { events: Array<{ type: string; data: Record<string, unknown> }> }).events;
+import { call, createEnvironment, eventsOf, eventually, expectProblem, TestAgent, userToken } from "./helpers.js";
+import { grantSpawn, spawnChild, type Created } from "./hierarchy-helpers.js";
 
 describe("the spawn scope on the agent token", () => {
   it("is required on the token, follows every change of the grant at once, and survives a rotation", async () => {
@@ -24,40 +16,40 @@ describe("the spawn scope on the agent token", () => {
     const parent = await createEnvironment(admin, "parent");
     expect(decodeJwt(parent.agentToken).spawn).toBeUndefined();
 
-    const granted = await put(admin, "parent", { maxChildren: 3, providers: ["local"] });
+    const granted = await grantSpawn(admin, "parent", { maxChildren: 3, providers: ["local"] });
     expect(granted).toMatchObject({ spawn: { maxChildren: 3, maxDepth: 1, providers: ["local"] }, delivered: false });
     const claim = decodeJwt(granted.agentToken).spawn as { grant: string; maxChildren: number };
     expect(claim).toMatchObject({ maxChildren: 3, maxDepth: 1, providers: ["local"], grant: expect.stringMatching(/^sg_/) });
     expect(decodeJwt(granted.agentToken).gen).toBe(decodeJwt(parent.agentToken).gen); // same generation: the old token still connects
 
     // The index grants the scope, but the token presented does not carry it.
-    const bare = await expectProblem(await spawn(parent.agentToken, parent.environment.id, { name: "kid-0", provider: "local" }), 403, "forbidden");
+    const bare = await expectProblem(await spawnChild(parent.agentToken, parent.environment.id, { name: "kid-0", provider: "local" }), 403, "forbidden");
     expect(bare.detail).toMatch(/carries no spawn scope/);
-    expect(((await spawn(granted.agentToken, parent.environment.id, { name: "kid-1", provider: "local" })).status)).toBe(201);
+    expect(((await spawnChild(granted.agentToken, parent.environment.id, { name: "kid-1", provider: "local" })).status)).toBe(201);
 
     // A changed grant is a new grant: the token carrying the old one is refused, the new one works.
-    const changed = await put(admin, "parent", { maxChildren: 2, providers: ["local"] });
+    const changed = await grantSpawn(admin, "parent", { maxChildren: 2, providers: ["local"] });
     expect((decodeJwt(changed.agentToken).spawn as { grant: string }).grant).not.toBe(claim.grant);
-    const stale = await expectProblem(await spawn(granted.agentToken, parent.environment.id, { name: "kid-2", provider: "local" }), 403, "forbidden");
+    const stale = await expectProblem(await spawnChild(granted.agentToken, parent.environment.id, { name: "kid-2", provider: "local" }), 403, "forbidden");
     expect(stale.detail).toMatch(/withdrawn or replaced/);
-    expect((await spawn(changed.agentToken, parent.environment.id, { name: "kid-2", provider: "local" })).status).toBe(201);
-    const full = await expectProblem(await spawn(changed.agentToken, parent.environment.id, { name: "kid-3", provider: "local" }), 409, "children_limit");
+    expect((await spawnChild(changed.agentToken, parent.environment.id, { name: "kid-2", provider: "local" })).status).toBe(201);
+    const full = await expectProblem(await spawnChild(changed.agentToken, parent.environment.id, { name: "kid-3", provider: "local" }), 409, "children_limit");
     expect(full.detail).toMatch(/maxChildren 2/);
 
     // Rotating the agent token keeps the scope; the rotated-out token may no longer spawn.
     const rotated = (await (await call("POST", "/v1/environments/parent/agent-token", { token: admin })).json()) as { agentToken: string };
     expect((decodeJwt(rotated.agentToken).spawn as { grant: string }).grant).toBe((decodeJwt(changed.agentToken).spawn as { grant: string }).grant);
     await expectProblem(await call("DELETE", `/v1/environments/${parent.environment.id}/children/kid-2`, { token: changed.agentToken }), 401, "unauthorized");
-    await expectProblem(await spawn(changed.agentToken, parent.environment.id, { name: "kid-4", provider: "local" }), 401, "unauthorized");
+    await expectProblem(await spawnChild(changed.agentToken, parent.environment.id, { name: "kid-4", provider: "local" }), 401, "unauthorized");
     expect((await call("DELETE", `/v1/environments/${parent.environment.id}/children/kid-2`, { token: rotated.agentToken })).status).toBe(200);
 
     // Withdrawn: refused at once, whatever token the agent still holds.
-    const withdrawn = await put(admin, "parent", null);
+    const withdrawn = await grantSpawn(admin, "parent", null);
     expect(withdrawn.spawn).toBeNull();
     expect(decodeJwt(withdrawn.agentToken).spawn).toBeUndefined();
-    await expectProblem(await spawn(rotated.agentToken, parent.environment.id, { name: "kid-5", provider: "local" }), 403, "forbidden");
-    await expectProblem(await spawn(withdrawn.agentToken, parent.environment.id, { name: "kid-5", provider: "local" }), 403, "forbidden");
-    const types = (await events(admin, "parent")).map((e) => e.type);
+    await expectProblem(await spawnChild(rotated.agentToken, parent.environment.id, { name: "kid-5", provider: "local" }), 403, "forbidden");
+    await expectProblem(await spawnChild(withdrawn.agentToken, parent.environment.id, { name: "kid-5", provider: "local" }), 403, "forbidden");
+    const types = (await eventsOf(admin, "parent")).map((e) => e.type);
     expect(types).toEqual(expect.arrayContaining(["spawn.granted", "spawn.withdrawn", "agent.token_renewed", "child.spawned", "child.closed"]));
   });
 
@@ -70,23 +62,23 @@ describe("the spawn scope on the agent token", () => {
       .setAudience(AUDIENCE.agent)
       .setSubject(parent.environment.id)
       .sign(new TextEncoder().encode(env.OUTPOST_JWT_SECRET));
-    await expectProblem(await spawn(forged, parent.environment.id, { name: "k", provider: "local" }), 403, "forbidden");
-    await put(admin, "p", {});
-    await expectProblem(await spawn(forged, parent.environment.id, { name: "k", provider: "local" }), 403, "forbidden");
+    await expectProblem(await spawnChild(forged, parent.environment.id, { name: "k", provider: "local" }), 403, "forbidden");
+    await grantSpawn(admin, "p", {});
+    await expectProblem(await spawnChild(forged, parent.environment.id, { name: "k", provider: "local" }), 403, "forbidden");
   });
 
   it("a spawned child's token carries the scope it was given, within its parent's", async () => {
     const admin = await userToken({ org: "scope-3" });
     await createEnvironment(admin, "root");
-    const { agentToken } = await put(admin, "root", { maxChildren: 2, maxDepth: 2 });
+    const { agentToken } = await grantSpawn(admin, "root", { maxChildren: 2, maxDepth: 2 });
     const root = decodeJwt(agentToken).sub!;
-    const plain = (await (await spawn(agentToken, root, { name: "plain", provider: "local" })).json()) as Created;
+    const plain = (await (await spawnChild(agentToken, root, { name: "plain", provider: "local" })).json()) as Created;
     expect(decodeJwt(plain.agentToken).spawn).toBeUndefined();
-    await expectProblem(await spawn(plain.agentToken, plain.environment.id, { name: "x", provider: "local" }), 403, "forbidden");
-    const able = (await (await spawn(agentToken, root, { name: "able", provider: "local", spawn: { maxChildren: 1 } })).json()) as Created;
+    await expectProblem(await spawnChild(plain.agentToken, plain.environment.id, { name: "x", provider: "local" }), 403, "forbidden");
+    const able = (await (await spawnChild(agentToken, root, { name: "able", provider: "local", spawn: { maxChildren: 1 } })).json()) as Created;
     expect(decodeJwt(able.agentToken).spawn).toMatchObject({ maxChildren: 1, maxDepth: 1 });
-    expect((await spawn(able.agentToken, able.environment.id, { name: "grand", provider: "local" })).status).toBe(201);
-    const deep = await expectProblem(await spawn(able.agentToken, able.environment.id, { name: "grand-2", provider: "local", spawn: { maxChildren: 1 } }), 409, "depth_limit");
+    expect((await spawnChild(able.agentToken, able.environment.id, { name: "grand", provider: "local" })).status).toBe(201);
+    const deep = await expectProblem(await spawnChild(able.agentToken, able.environment.id, { name: "grand-2", provider: "local", spawn: { maxChildren: 1 } }), 409, "depth_limit");
     expect(deep.detail).toMatch(/maxDepth 1/);
   });
 
@@ -94,17 +86,17 @@ describe("the spawn scope on the agent token", () => {
     const admin = await userToken({ org: "scope-4" });
     const parent = await createEnvironment(admin, "linked");
     const agent = await TestAgent.ready(parent.environment.id, parent.agentToken);
-    const answer = put(admin, "linked", { maxChildren: 1 });
+    const answer = grantSpawn(admin, "linked", { maxChildren: 1 });
     const req = (await agent.next("request")) as { id: string; op: string; params: { token: string } };
     expect(req.op).toBe("token.renew");
     agent.send({ v: 1, kind: "reply", seq: 1, re: req.id, ok: true, result: {} });
     const granted = await answer;
     expect(granted.delivered).toBe(true);
     expect(req.params.token).toBe(granted.agentToken);
-    expect((await spawn(req.params.token, parent.environment.id, { name: "k", provider: "local" })).status).toBe(201);
-    const renewed = (await events(admin, "linked")).find((e) => e.type === "agent.token_renewed");
+    expect((await spawnChild(req.params.token, parent.environment.id, { name: "k", provider: "local" })).status).toBe(201);
+    const renewed = (await eventsOf(admin, "linked")).find((e) => e.type === "agent.token_renewed");
     expect(renewed?.data).toEqual({ gen: 1, spawn: true, delivered: true });
-    expect(JSON.stringify(await events(admin, "linked"))).not.toContain(granted.agentToken); // no token in the log
+    expect(JSON.stringify(await eventsOf(admin, "linked"))).not.toContain(granted.agentToken); // no token in the log
     expect(agent.closed).toBeNull(); // the link stays up: the old token is still this environment's
   });
 });
@@ -118,9 +110,9 @@ describe("the spawn scope in the create body", () => {
     const claim = decodeJwt(born.agentToken).spawn as { grant: string };
     expect(claim).toMatchObject({ maxChildren: 1, maxDepth: 1, providers: ["local"], grant: expect.stringMatching(/^sg_/) });
     expect(await (await call("GET", "/v1/environments/born/spawn", { token: admin })).json()).toEqual({ spawn: { maxChildren: 1, maxDepth: 1, providers: ["local"] } });
-    expect((await spawn(born.agentToken, born.environment.id, { name: "kid", provider: "local" })).status).toBe(201);
-    await expectProblem(await spawn(born.agentToken, born.environment.id, { name: "kid-2", provider: "local" }), 409, "children_limit");
-    expect((await events(admin, "born")).find((e) => e.type === "spawn.granted")?.data).toEqual({ maxChildren: 1, maxDepth: 1 });
+    expect((await spawnChild(born.agentToken, born.environment.id, { name: "kid", provider: "local" })).status).toBe(201);
+    await expectProblem(await spawnChild(born.agentToken, born.environment.id, { name: "kid-2", provider: "local" }), 409, "children_limit");
+    expect((await eventsOf(admin, "born")).find((e) => e.type === "spawn.granted")?.data).toEqual({ maxChildren: 1, maxDepth: 1 });
 
     const operator = await userToken({ org: "scope-5", role: "operator" });
     const refused = await expectProblem(await call("POST", "/v1/environments", { token: operator, json: { name: "nope", provider: "local", spawn: {} } }), 403, "forbidden");
@@ -138,26 +130,24 @@ describe("the spawn scope and an agent that was away", () => {
   it("an agent that connects with a token from before the scope changed is handed the current one", { timeout: 20_000 }, async () => {
     const admin = await userToken({ org: "scope-6" });
     const away = await createEnvironment(admin, "away");
-    const granted = await put(admin, "away", { maxChildren: 1 }); // no agent connected: not delivered
+    const granted = await grantSpawn(admin, "away", { maxChildren: 1 }); // no agent connected: not delivered
     expect(granted.delivered).toBe(false);
-    const agent = await TestAgent.connect(away.environment.id, away.agentToken); // the token from creation, without the scope
-    agent.hello();
-    await agent.next("welcome");
+    const agent = await TestAgent.ready(away.environment.id, away.agentToken); // the token from creation, without the scope
     const req = (await agent.next("request")) as { id: string; op: string; params: { token: string } };
     expect(req.op).toBe("token.renew");
     expect(decodeJwt(req.params.token).spawn).toEqual(decodeJwt(granted.agentToken).spawn);
     agent.send({ v: 1, kind: "reply", seq: 1, re: req.id, ok: true, result: {} });
-    await eventually(async () => (await events(admin, "away")).some((e) => e.type === "agent.token_renewed" && e.data.on === "connect" && e.data.delivered === true));
-    expect((await spawn(req.params.token, away.environment.id, { name: "k", provider: "local" })).status).toBe(201);
+    await eventually(async () => (await eventsOf(admin, "away")).some((e) => e.type === "agent.token_renewed" && e.data.on === "connect" && e.data.delivered === true));
+    expect((await spawnChild(req.params.token, away.environment.id, { name: "k", provider: "local" })).status).toBe(201);
     agent.ws.close(1000);
     // An agent whose token carries the current grant is not sent another.
     const current = await TestAgent.ready(away.environment.id, req.params.token);
-    const withdrawn = put(admin, "away", null); // the next token.renew it gets is this change's, not one on connect
+    const withdrawn = grantSpawn(admin, "away", null); // the next token.renew it gets is this change's, not one on connect
     let next = (await current.next("request")) as { id: string; params: { token: string } };
     if (next.id === req.id) next = (await current.next("request")) as typeof next; // the link replays what the first agent never acked
     current.send({ v: 1, kind: "reply", seq: 1, re: next.id, ok: true, result: {} });
     expect(next.params.token).toBe((await withdrawn).agentToken);
-    expect((await events(admin, "away")).filter((e) => e.type === "agent.token_renewed" && e.data.on === "connect")).toHaveLength(1);
+    expect((await eventsOf(admin, "away")).filter((e) => e.type === "agent.token_renewed" && e.data.on === "connect")).toHaveLength(1);
   });
 
   it("PUT …/spawn is one call to the environment's object", async () => {
@@ -166,7 +156,7 @@ describe("the spawn scope and an agent that was away", () => {
     const rpcs = async () => ((await (await call("GET", "/v1/environments/one/metrics", { token: admin })).json()) as { entries: Record<string, number> }).entries.rpc ?? 0;
     const a = await rpcs();
     const b = await rpcs(); // what reading the metrics itself costs
-    await put(admin, "one", { maxChildren: 2 });
+    await grantSpawn(admin, "one", { maxChildren: 2 });
     const c = await rpcs();
     expect(c - b - (b - a)).toBe(1);
   });
