@@ -5,17 +5,15 @@
  *   the object woke) behind its last ack, it is closed with CLOSE.slowConsumer naming its cursor;
  * - the replay of retained events is paced: a window at a time, the next part when an ack arrives
  *   (a watcher that asked for no window gets one window of replay, then the same close; one that
- *   did but has left a full window unacknowledged for STALL_MS is closed when the next event comes).
+ *   did but has left a full window unacknowledged for WATCH_STALL_MS is closed when the next event comes).
  * The attachment (which survives hibernation) holds the cursors; the byte counts live in memory and
  * restart at zero on a wake, so a watcher may hold up to two byte windows across one.
  */
-import { CLOSE, WATCH_WINDOW, WatchAck, slowConsumerReason, type EnvironmentEvent, type EventFrame } from "@outpost/protocol";
+import { CLOSE, WATCH_STALL_MS, WATCH_WINDOW, WatchAck, slowConsumerReason, type EnvironmentEvent, type EventFrame } from "@outpost/protocol";
 import { attachment, closeQuietly, openSockets, WATCH_TAG, type WatchAttachment } from "./agent-socket.js";
 import type { EventLog } from "./events.js";
 
 const PAGE = 500;
-/** How long a replaying watcher may sit on a full window before new events close it as a slow consumer. */
-export const STALL_MS = 10_000;
 
 export class Watchers {
   /** Bytes sent and not yet acknowledged, per watcher: [seq, bytes] in order, and their sum. */
@@ -45,8 +43,8 @@ export class Watchers {
       const a = watchAttachment(ws);
       if (!a.live) {
         // Catching up: its next ack pulls this event from the log. Sitting on a full window for
-        // STALL_MS while events keep coming: a slow consumer too.
-        if (a.fullAt !== undefined && this.now() - a.fullAt >= STALL_MS) closeQuietly(ws, CLOSE.slowConsumer, slowConsumerReason(a.acked));
+        // WATCH_STALL_MS while events keep coming: a slow consumer too.
+        if (a.fullAt !== undefined && this.now() - a.fullAt >= WATCH_STALL_MS) closeQuietly(ws, CLOSE.slowConsumer, slowConsumerReason(a.acked));
         continue;
       }
       frame ??= JSON.stringify({ v: 1, kind: "event", event } satisfies EventFrame);

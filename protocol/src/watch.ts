@@ -13,6 +13,8 @@ import * as z from "zod";
 
 /** The largest window the object grants; a watcher may ask for a smaller one. */
 export const WATCH_WINDOW = { events: 1000, bytes: 1024 * 1024 } as const;
+/** How long a replaying watcher may sit on a full window before new events close it as a slow consumer. */
+export const WATCH_STALL_MS = 10_000;
 
 /** The only frame a watcher may send: the seq of the last event it processed. */
 export const WatchAck = z.object({ v: z.literal(1), kind: z.literal("ack"), seq: z.number().int().min(0) });

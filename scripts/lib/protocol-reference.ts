@@ -1,8 +1,8 @@
 /**
  * The protocol reference (docs/protocol.md), rendered from the zod schemas in protocol/src with
  * zod's own JSON Schema export, so it cannot drift from what both sides validate: every frame of the
- * agent link and the host link, every operation's params and result, the provider manifest, error
- * codes and close codes. A test fails when the committed file differs from what this renders.
+ * agent link and the host link, every operation's params and result, the event stream and its flow
+ * control, the provider manifest, error codes and close codes. A test fails when the committed file differs from what this renders.
  */
 import * as z from "zod";
 import {
@@ -12,6 +12,8 @@ import {
   EdgeFrame,
   ERROR_STATUS,
   ErrorInfo,
+  EventStreamFrame,
+  EventStreamQuery,
   FATAL_CLOSE_CODES,
   HEARTBEAT_PING,
   HEARTBEAT_PONG,
@@ -23,6 +25,10 @@ import {
   ProviderManifest,
   RegistryFrame,
   RELIABLE_KINDS,
+  slowConsumerReason,
+  WATCH_STALL_MS,
+  WATCH_WINDOW,
+  WatchAck,
 } from "@outpost/protocol";
 
 type Json = { [key: string]: unknown };
@@ -101,12 +107,50 @@ export function renderProtocolReference(): string {
   for (const frame of members(RegistryFrame)) out.push(...renderFrame(frame));
   out.push("### Host operations", "", "The `op` of a `host.request`, its `params`, and the `result` of its `host.reply`.", "");
   for (const [op, { params, result }] of Object.entries(HostOps)) out.push(...renderOperation(op, params, result));
+  out.push(...renderEventStream());
   out.push("## Provider manifest (`outpost-provider.yaml`)", "", ...table(jsonSchema(ProviderManifest)), "", "Each entry of `config`:", "", ...table(jsonSchema(ConfigField)), "");
   out.push("## Errors", "", "`error` in a reply, a host reply, an error frame, and (as `code`) in problem+json bodies:", "", ...table(jsonSchema(ErrorInfo)), "");
   out.push("| code | HTTP status |", "| --- | --- |", ...Object.entries(ERROR_STATUS).map(([code, status]) => `| \`${code}\` | ${status} |`), "");
   out.push("## Close codes", "", "| code | name | the agent or host |", "| --- | --- | --- |");
   out.push(...Object.entries(CLOSE).map(([name, code]) => `| ${code} | \`${name}\` | ${FATAL_CLOSE_CODES.has(code) ? "stops (retrying with the same token is pointless)" : "reconnects"} |`), "");
   return `${out.join("\n").replace(/\n{3,}/g, "\n\n").trimEnd()}\n`;
+}
+
+/** The event stream and its flow control (protocol/src/watch.ts), every number from the constants the object enforces. */
+function renderEventStream(): string[] {
+  const { events, bytes } = WATCH_WINDOW;
+  return [
+    "## Event stream (`GET /v1/environments/{id}/events/stream`, user token)",
+    "",
+    "A WebSocket of the environment's event log: every retained event after the cursor `after`, then live ones, in `seq` order with no gap and no duplicate. Query:",
+    "",
+    ...table(jsonSchema(EventStreamQuery, "input")),
+    "",
+    "### Stream → watcher",
+    "",
+    "#### `event`",
+    "",
+    "One frame per event.",
+    "",
+    ...table(jsonSchema(EventStreamFrame)),
+    "",
+    "### Watcher → stream",
+    "",
+    "#### `ack`",
+    "",
+    `The only frame a watcher may send: the \`seq\` of the last event it has processed. Anything else, or an ack that does not move forward over events it was sent, closes the stream with ${CLOSE.protocolError} (\`protocolError\`).`,
+    "",
+    ...table(jsonSchema(WatchAck)),
+    "",
+    "### Flow control",
+    "",
+    `- **Window.** The stream sends at most a window of events the watcher has not acknowledged: ${events} events (a watcher may ask for fewer with \`window\`) and ${bytes} bytes (${bytes / 2 ** 20} MiB) of frames, whichever fills first.`,
+    `- **When to ack.** After processing a quarter of the window since the last ack: ${Math.floor(events / 4)} events at the full window (a quarter of a smaller one), or ${bytes / 4} bytes.`,
+    "- **Replay.** A watcher that sets `window` promises to ack: the replay of retained events is paced by its acks, a window at a time. One that does not (an older client) gets one window of replay, then the slow-consumer close.",
+    `- **Slow consumer.** A live watcher that falls a whole window behind its last ack, or a replaying one that sits on a full window for ${WATCH_STALL_MS / 1000} s while new events come, is closed with ${CLOSE.slowConsumer} (\`slowConsumer\`) and the reason \`${slowConsumerReason(0).replace(/\d+$/, "N")}\`: N is the last event it acknowledged.`,
+    "- **Resume.** It reconnects with `?after=N` and gets every event after N: nothing is lost, and the object never buffers without bound.",
+    "",
+  ];
 }
 
 function members(union: z.ZodType): z.ZodType[] {

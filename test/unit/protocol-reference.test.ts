@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { HostOps, Ops } from "@outpost/protocol";
+import { CLOSE, HostOps, Ops, slowConsumerReason, WATCH_WINDOW } from "@outpost/protocol";
 import { renderProtocolReference } from "../../scripts/lib/protocol-reference.js";
 import { repoRoot } from "./host-helpers.js";
 
@@ -22,5 +22,10 @@ describe("docs/protocol.md", () => {
     for (const kind of kinds) expect(rendered).toContain(`#### \`${kind}\``);
     for (const op of [...Object.keys(Ops), ...Object.keys(HostOps)]) expect(rendered).toContain(`#### \`${op}\``);
     expect(rendered).toContain("| `runs[].runId` |");
+  });
+
+  it("describes the event stream's acks and flow control: the window, the slow-consumer close with its cursor, the resume", () => {
+    const stream = rendered.slice(rendered.indexOf("## Event stream"), rendered.indexOf("## Provider manifest"));
+    for (const text of ["#### `event`", "#### `ack`", "| `window` |", `${WATCH_WINDOW.events} events`, "1 MiB", `${CLOSE.slowConsumer} (\`slowConsumer\`)`, slowConsumerReason(0).replace(/\d+$/, "N"), "`?after=N`"]) expect(stream).toContain(text);
   });
 });

@@ -6,9 +6,8 @@
  */
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { CLOSE, resumeCursor } from "@outpost/protocol";
+import { CLOSE, resumeCursor, WATCH_STALL_MS } from "@outpost/protocol";
 import type { EnvironmentObject } from "../../durable-objects/environment.js";
-import { STALL_MS } from "../../durable-objects/watchers.js";
 import { call, createEnvironment, eventually, userToken } from "./helpers.js";
 
 const ORG = "org-flow";
@@ -68,16 +67,16 @@ describe("event stream flow control", { timeout: 30_000 }, () => {
     expect(resumeCursor(stuck.closed!.reason)).toBe(top);
     expect(stuck.seqs).toEqual(Array.from({ length: 10 }, (_, i) => top + 1 + i));
 
-    // Stuck while replaying retained events: it holds one window, and is closed by new events once it sat on it for STALL_MS.
+    // Stuck while replaying retained events: it holds one window, and is closed by new events once it sat on it for WATCH_STALL_MS.
     const t0 = Date.now();
     await clock(environment.id, t0);
     const replaying = await watch(environment.id, token, "after=0&window=8");
     await eventually(async () => replaying.seqs.length === 8, 20_000);
     await append(environment.id, 8);
-    await clock(environment.id, t0 + STALL_MS - 1);
+    await clock(environment.id, t0 + WATCH_STALL_MS - 1);
     await append(environment.id, 1);
     expect(replaying.closed).toBeNull();
-    await clock(environment.id, t0 + STALL_MS);
+    await clock(environment.id, t0 + WATCH_STALL_MS);
     await append(environment.id, 1);
     await eventually(async () => replaying.closed !== null, 20_000);
     expect(replaying.closed!.code).toBe(CLOSE.slowConsumer);
