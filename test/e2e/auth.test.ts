@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { AGENT_EXIT } from "../../scripts/lib/agent-process.js";
-import { exitWithin, expectProblem, startHarness, unlessExited, withClaims, type Harness } from "./helpers.js";
+import { connectAgent } from "./environments.js";
+import { exitWithin, expectProblem, startHarness, withClaims, type Harness } from "./helpers.js";
 
 let h: Harness;
 let a = { id: "", token: "" };
@@ -69,8 +70,7 @@ describe("an agent token belongs to one environment", () => {
 describe("rotating an agent token", () => {
   it("A's agent (token given with --token) connects; B is unaffected", async () => {
     const { workspace } = await h.workspace();
-    const agent = h.agent({ token: a.token, workspace, tokenVia: "flag" });
-    await h.admin.waitForEnvironment(a.id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
+    const { agent } = await connectAgent(h, a.id, a.token, workspace, { agent: { tokenVia: "flag" } });
     expect((await h.admin.getEnvironment(b.id)).state).toBe("created");
     expect((await h.admin.exec(a.id, { command: ["echo", "a"] })).stdout).toBe("a\n");
 
@@ -95,8 +95,7 @@ describe("rotating an agent token", () => {
     expect(stale.output()).toMatch(/HTTP 401.*revoked/);
 
     // …the new one does, and A is running again.
-    const fresh = h.agent({ token: rotated.agentToken, workspace });
-    await h.admin.waitForEnvironment(a.id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(fresh) });
+    await connectAgent(h, a.id, rotated.agentToken, workspace);
     expect((await h.admin.exec(a.id, { command: ["echo", "again"] })).stdout).toBe("again\n");
   });
 });

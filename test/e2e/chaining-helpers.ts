@@ -1,28 +1,5 @@
-/** What the chaining and federation e2e tests share: environments with real agents, and forward streams. */
-import { realpathSync } from "node:fs";
+/** What the chaining and federation e2e tests share: forward streams and the leaf processes they start. */
 import { expect } from "vitest";
-import type { AgentProcess } from "../../scripts/lib/agent-process.js";
-import { unlessExited, type Harness } from "./helpers.js";
-
-export interface Started {
-  id: string;
-  /** The workspace, symlinks resolved (what `pwd -P` prints in it). */
-  workspace: string;
-  agent: AgentProcess;
-}
-
-/** Creates a `local` environment, starts a real agent for it and waits until it is running and connected. */
-export async function startEnvironment(h: Harness, name: string, o: { gateway?: { allowFrom?: string[]; capabilities?: string[] } } = {}): Promise<Started> {
-  const created = await h.admin.createEnvironment({ name, provider: "local" });
-  const { workspace } = await h.workspace();
-  const agent = h.agent({ token: created.agentToken, workspace });
-  await h.admin.waitForEnvironment(name, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
-  if (o.gateway) {
-    const gate = await h.admin.request("PUT", `/v1/environments/${name}/gateway`, { json: { accept: true, allowFrom: o.gateway.allowFrom ?? ["*"], capabilities: o.gateway.capabilities ?? [] } });
-    expect(gate.status).toBe(200);
-  }
-  return { id: created.environment.id, workspace: realpathSync(workspace), agent };
-}
 
 /** A command that prints its pid, then sleeps in that same process (so the pid is the leaf's process). */
 export const SLEEPER = ["sh", "-c", "echo $$; exec sleep 300"];
@@ -59,3 +36,4 @@ export async function readUntilPid(res: Response): Promise<{ pid: number; forwar
   };
   return { pid, forwardId, reader, text: () => text, rest };
 }
+

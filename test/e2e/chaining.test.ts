@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BUNDLE } from "../../scripts/lib/agent-process.js";
 import { pidAlive } from "../../scripts/lib/processes.js";
-import { readUntilPid, SLEEPER, startEnvironment, type Started } from "./chaining-helpers.js";
+import { readUntilPid, SLEEPER } from "./chaining-helpers.js";
+import { startEnvironment, type Started } from "./environments.js";
 import { expectProblem, startHarness, waitFor, type Harness } from "./helpers.js";
 
 let h: Harness;

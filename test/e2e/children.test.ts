@@ -7,17 +7,14 @@
 import { realpathSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BUNDLE, type AgentProcess } from "../../scripts/lib/agent-process.js";
-import { exitWithin, startHarness, unlessExited, type Harness } from "./helpers.js";
+import { connectAgent, startEnvironment } from "./environments.js";
+import { exitWithin, startHarness, type Harness } from "./helpers.js";
 
 let h: Harness;
 let parentId: string;
 beforeAll(async () => {
   h = await startHarness();
-  const created = await h.admin.createEnvironment({ name: "parent", provider: "local" });
-  parentId = created.environment.id;
-  const { workspace } = await h.workspace();
-  const agent = h.agent({ token: created.agentToken, workspace });
-  await h.admin.waitForEnvironment("parent", (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
+  parentId = (await startEnvironment(h, "parent")).id;
 }, 120_000);
 afterAll(async () => {
   await h?.close();
@@ -38,8 +35,7 @@ describe("a parent environment and its children", () => {
       expect(r.exitCode, r.stderr).toBe(0);
       const { agentToken, environment } = JSON.parse(r.stdout) as { agentToken: string; environment: { id: string } };
       const { workspace } = await h.workspace();
-      const agent = h.agent({ token: agentToken, workspace });
-      await h.admin.waitForEnvironment(name, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
+      const { agent } = await connectAgent(h, name, agentToken, workspace);
       expect((await h.admin.request("PUT", `/v1/environments/${name}/gateway`, { json: { accept: true, allowFrom: ["parent"] } })).status).toBe(200);
       kids.push({ id: environment.id, name, workspace: realpathSync(workspace), agent });
     }

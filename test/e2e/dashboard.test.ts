@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentProcess } from "../../scripts/lib/agent-process.js";
 import { ROOT } from "../../scripts/lib/dev-vars.js";
 import { launchChromium, measureScreenshot, type Browser } from "./browser.js";
-import { startHarness, unlessExited, type Harness } from "./helpers.js";
+import { connectAgent } from "./environments.js";
+import { startHarness, type Harness } from "./helpers.js";
 
 /** Screenshots land here for people to look at (not committed). */
 const SHOTS = process.env.OUTPOST_TEST_OUTPUT ? join(process.env.OUTPOST_TEST_OUTPUT, "dashboard") : join(ROOT, "test-output", "dashboard");
@@ -35,8 +36,7 @@ let viewerToken = "";
 // page.evaluate takes source strings here: this project's Node types have no DOM.
 
 async function startAgent() {
-  agent = h.agent({ token: agentToken, workspace });
-  await h.admin.waitForEnvironment(NAME, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
+  ({ agent } = await connectAgent(h, NAME, agentToken, workspace));
 }
 
 /** Screenshots the page into SHOTS and checks it is a real render: a sizeable PNG of many colours. */

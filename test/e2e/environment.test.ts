@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentProcess } from "../../scripts/lib/agent-process.js";
 import { filesPath } from "../../scripts/lib/api.js";
-import { expectProblem, startHarness, unlessExited, type Harness } from "./helpers.js";
+import { connectAgent } from "./environments.js";
+import { expectProblem, startHarness, type Harness } from "./helpers.js";
 
 const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex");
 
@@ -33,8 +34,9 @@ describe("an environment served by a real provider-agent", () => {
     expect(await h.admin.getEnvironment(name)).toMatchObject({ id, state: "created" });
 
     ({ workspace } = await h.workspace());
-    agent = h.agent({ token: created.agentToken, workspace });
-    const running = await h.admin.waitForEnvironment(id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
+    const connected = await connectAgent(h, id, created.agentToken, workspace);
+    agent = connected.agent;
+    const running = connected.environment;
     expect(running.agent?.capabilities).toEqual(expect.arrayContaining(["exec", "files"]));
     expect(existsSync(workspace)).toBe(true); // the agent creates its workspace
   });

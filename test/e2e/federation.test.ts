@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pidAlive } from "../../scripts/lib/processes.js";
-import { readUntilPid, SLEEPER, startEnvironment } from "./chaining-helpers.js";
+import { readUntilPid, SLEEPER } from "./chaining-helpers.js";
+import { startEnvironment } from "./environments.js";
 import { expectProblem, startHarness, waitFor, type Harness } from "./helpers.js";
 
 let one: Harness;

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ExecStreamLine } from "@outpost/protocol";
 import { startTcpProxy, type TcpProxy } from "../../scripts/lib/tcp-proxy.js";
 import { sleep } from "../../scripts/lib/wait.js";
+import { connectAgent, startEnvironment } from "./environments.js";
 import { startHarness, unlessExited, waitFor, type Harness } from "./helpers.js";
 
 let h: Harness;
@@ -24,13 +25,8 @@ afterAll(async () => {
 });
 
 /** An environment whose agent dials through the proxy, with short heartbeats so faults show fast. */
-async function throughProxy(name: string, lifecycle: Record<string, unknown> = {}, extraArgs: string[] = [], env?: NodeJS.ProcessEnv) {
-  const created = await h.admin.createEnvironment({ name, provider: "local", lifecycle: { heartbeatMs: 300, idleCheckMs: 1000, graceMs: 60_000, ...lifecycle } });
-  const { workspace, parent } = await h.workspace();
-  const agent = h.agent({ token: created.agentToken, workspace, url: `http://127.0.0.1:${proxy.port}`, extraArgs, env });
-  const id = created.environment.id;
-  await h.admin.waitForEnvironment(id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
-  return { id, agent, workspace, parent, agentToken: created.agentToken };
+function throughProxy(name: string, lifecycle: Record<string, unknown> = {}, extraArgs: string[] = [], env?: NodeJS.ProcessEnv) {
+  return startEnvironment(h, name, { create: { lifecycle: { heartbeatMs: 300, idleCheckMs: 1000, graceMs: 60_000, ...lifecycle } }, agent: { url: `http://127.0.0.1:${proxy.port}`, extraArgs, env } });
 }
 
 async function events(id: string): Promise<Array<{ seq: number; type: string; data: Record<string, unknown> }>> {
@@ -158,8 +154,7 @@ describe("faults on the agent link", () => {
     await agent.stop("SIGTERM", 5_000);
     expect(agent.exit?.code).toBe(0);
     await h.admin.waitForEnvironment(id, (e) => !e.connected, { timeoutMs: 15_000 });
-    const again = h.agent({ token: agentToken, workspace, url: `http://127.0.0.1:${proxy.port}`, extraArgs: ["--state-file", join(h.dir, "state-agent.json")] });
-    await h.admin.waitForEnvironment(id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(again) });
+    await connectAgent(h, id, agentToken, workspace, { agent: { url: `http://127.0.0.1:${proxy.port}`, extraArgs: ["--state-file", join(h.dir, "state-agent.json")] } });
     expect((await h.admin.exec(id, { command: ["echo", "two"] })).stdout).toBe("two\n");
     expect(parent.length).toBeGreaterThan(0);
   });

@@ -16,7 +16,8 @@ import type { ExecStreamLine } from "@outpost/protocol";
 import { COMMANDS } from "../../cli/src/commands/index.js";
 import { ROOT } from "../../scripts/lib/dev-vars.js";
 import { decodeJwt } from "jose";
-import { exitWithin, startHarness, unlessExited, type Harness } from "./helpers.js";
+import { connectAgent } from "./environments.js";
+import { exitWithin, startHarness, type Harness } from "./helpers.js";
 
 let h: Harness;
 let bundle = "";
@@ -67,8 +68,7 @@ function once<T>(make: () => Promise<T>): () => Promise<T> {
 async function runningEnvironment(name: string, extra: string[] = []) {
   const created = parsed(await outpost(["env", "create", name, "--provider", "local", ...extra, "--json"], { env: admin() }));
   const { workspace } = await h.workspace();
-  const agent = h.agent({ token: created.agentToken, workspace });
-  await h.admin.waitForEnvironment(created.environment.id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
+  const { agent } = await connectAgent(h, created.environment.id, created.agentToken, workspace);
   return { created, id: created.environment.id as string, workspace, agent };
 }
 /** The environment most tests work in, and a second one for forwarding, snapshots and merges. */

@@ -6,7 +6,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { filesPath } from "../../scripts/lib/api.js";
-import { expectProblem, startHarness, unlessExited, type Harness } from "./helpers.js";
+import { connectAgent } from "./environments.js";
+import { expectProblem, startHarness, type Harness } from "./helpers.js";
 
 let h: Harness;
 let id = "";
@@ -36,8 +37,7 @@ beforeAll(async () => {
   ({ parent, workspace } = await h.workspace());
   mkdirSync(outsideDir());
   writeFileSync(secretFile(), SECRET);
-  const agent = h.agent({ token: created.agentToken, workspace });
-  await h.admin.waitForEnvironment(id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
+  await connectAgent(h, id, created.agentToken, workspace);
   // Symlinks inside the workspace that lead out of it: to a directory, and to a file.
   symlinkSync("../outside", join(workspace, "link"));
   symlinkSync(secretFile(), join(workspace, "secret-link"));

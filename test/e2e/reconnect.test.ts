@@ -3,6 +3,7 @@
  * retrying on its own, reconnects, and the environment's record is intact.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectAgent } from "./environments.js";
 import { startHarness, unlessExited, waitFor, type Harness } from "./helpers.js";
 
 let h: Harness;
@@ -18,8 +19,7 @@ describe("a control plane restart", () => {
     const created = await h.admin.createEnvironment({ name: "survivor", provider: "local", config: { purpose: "reconnect" } });
     const id = created.environment.id;
     const { workspace } = await h.workspace();
-    const agent = h.agent({ token: created.agentToken, workspace });
-    const before = await h.admin.waitForEnvironment(id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
+    const { agent, environment: before } = await connectAgent(h, id, created.agentToken, workspace);
     await h.admin.writeFile(id, "kept.txt", "still here\n");
     type Page = { events: Array<{ seq: number; type: string; data: Record<string, unknown> }> };
     const eventsBefore = ((await (await h.admin.request("GET", `/v1/environments/${id}/events?limit=1000`)).json()) as Page).events;

@@ -14,7 +14,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Snapshot, SnapshotExport } from "@outpost/protocol";
 import { startProviderHost, type ProviderHost } from "../../scripts/lib/provider-host.js";
-import { startHarness, unlessExited, waitFor, type Harness } from "./helpers.js";
+import { connectAgent } from "./environments.js";
+import { startHarness, waitFor, type Harness } from "./helpers.js";
 import { dockerUnavailable, skipReason } from "./requirements.js";
 
 const docker = (...args: string[]) => execFileSync("docker", args, { encoding: "utf8", timeout: 30_000 }).trim();
@@ -76,8 +77,7 @@ describe.skipIf(skipReason("snapshots into the docker provider", dockerUnavailab
     writeFileSync(join(aWorkspace, "src", "deep", "er", "data.bin"), Buffer.from([0, 255, 1, 254, 2, 253]));
     mkdirSync(join(aWorkspace, "cache"));
     writeFileSync(join(aWorkspace, "cache", "tmp.txt"), "ignored\n");
-    const agent = h.agent({ token: a.agentToken, workspace: aWorkspace });
-    await h.admin.waitForEnvironment(a.environment.id, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
+    const { agent } = await connectAgent(h, a.environment.id, a.agentToken, aWorkspace);
     const A = a.environment.id;
 
     const { objective } = await post<{ objective: { id: string } }>("/v1/objectives", { title: "cross-provider" });

@@ -15,7 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Snapshot, SnapshotExport } from "@outpost/protocol";
 import type { ProcessGroup } from "../../scripts/lib/process-group.js";
 import { startProviderHost } from "../../scripts/lib/provider-host.js";
-import { expectProblem, killLeftovers, startHarness, unlessExited, waitFor, type Harness } from "./helpers.js";
+import { startEnvironment } from "./environments.js";
+import { expectProblem, killLeftovers, startHarness, waitFor, type Harness } from "./helpers.js";
 
 let h: Harness;
 beforeAll(async () => {
@@ -28,15 +29,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function serve(name: string, prepare?: (workspace: string) => void, env?: NodeJS.ProcessEnv) {
-  const created = await h.admin.createEnvironment({ name, provider: "local" });
-  const { workspace } = await h.workspace();
-  mkdirSync(workspace, { recursive: true });
-  prepare?.(workspace);
-  const agent = h.agent({ token: created.agentToken, workspace, ...(env ? { env } : {}) });
-  await h.admin.waitForEnvironment(created.environment.id, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
-  return { id: created.environment.id, workspace, agent };
-}
+const serve = (name: string, prepare: (workspace: string) => void = () => {}, env?: NodeJS.ProcessEnv) => startEnvironment(h, name, { prepare, agent: env ? { env } : {} });
 
 const json = async <T,>(res: Response): Promise<T> => {
   if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);

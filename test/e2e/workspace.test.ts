@@ -4,10 +4,11 @@
  * shell mode, and the agent's health reports on the environment.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectProblem, startHarness, unlessExited, type Harness } from "./helpers.js";
+import { startEnvironment } from "./environments.js";
+import { expectProblem, startHarness, type Harness } from "./helpers.js";
 
 let h: Harness;
 beforeAll(async () => {
@@ -17,15 +18,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function serve(name: string, prepare?: (workspace: string) => void) {
-  const created = await h.admin.createEnvironment({ name, provider: "local" });
-  const { workspace } = await h.workspace();
-  mkdirSync(workspace, { recursive: true });
-  prepare?.(workspace);
-  const agent = h.agent({ token: created.agentToken, workspace, extraArgs: ["--health-interval-ms", "300"] });
-  await h.admin.waitForEnvironment(created.environment.id, (e) => e.state === "running" && e.connected, { timeoutMs: 20_000, failIf: unlessExited(agent) });
-  return { id: created.environment.id, workspace };
-}
+const serve = (name: string, prepare: (workspace: string) => void = () => {}) => startEnvironment(h, name, { prepare, agent: { extraArgs: ["--health-interval-ms", "300"] } });
 
 const json = async <T,>(res: Response): Promise<T> => {
   if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
