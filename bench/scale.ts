@@ -397,7 +397,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
 async function failure(stage: string, err: unknown, h: BenchControlPlane, fleet: Fleet | null): Promise<string> {
   const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
   const stats = fleet ? await fleet.stats().catch(() => null) : null;
-  const fleetLine = stats ? `\nthe fleet: ${stats.connected} of ${stats.agents} links open, ${stats.welcomed} welcomed, ${stats.requests} requests, ${stats.replies} replies, ${stats.unacknowledged} unacknowledged` : "";
+  const fleetLine = stats ? `\nthe fleet: ${stats.connected} of ${stats.agents} links open, ${stats.welcomed} welcomed, ${stats.requests} requests, ${stats.replies} replies, ${stats.unacknowledged} unacknowledged, ${stats.warnings} warning(s) logged${stats.lastWarning ? `, the last: ${stats.lastWarning}` : ""}` : "";
   const wrangler = h.notable().slice(-15);
   const reloads = `\nwrangler restarted the Worker ${h.cp.reloads()} time(s) since this control plane (re)started${h.cp.reloads() ? " (a source file changed)" : ""}`;
   return `failed while ${stage}: ${message}${fleetLine}${reloads}${wrangler.length ? `\nwrangler's last lines (other than request logs):\n${wrangler.join("\n")}` : ""}`;
