@@ -355,8 +355,7 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     writeFileSync(join(workspace, "README.md"), "# repo\n");
     git("add", ".");
     git("commit", "-qm", "base");
-    const agent = h.agent({ token: created.agentToken, workspace });
-    await h.admin.waitForEnvironment(repo, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
+    await connectAgent(h, repo, created.agentToken, workspace);
     // A snapshot taken elsewhere: a workspace without .git is refused before the snapshot is carried over.
     const fromRepo = (await h.admin.createSnapshot({ environment: repo })).id;
     const notThere = await outpost(["snapshots", "branch", fromRepo, "--env", NAME], { env: admin(), timeoutMs: 30_000 });
