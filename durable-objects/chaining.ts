@@ -30,7 +30,7 @@ import { environmentStub } from "../worker/stub.js";
 import type { EventLog } from "./events.js";
 import { handlerExec } from "./handlers.js";
 import { HopWatches } from "./hop-watch.js";
-import { LineWriter, oneLine, readLines } from "./lines.js";
+import { LineWriter, oneLine, readLines, relayLines } from "./lines.js";
 import { fail, ok, type Outcome } from "./outcome.js";
 import type { Row } from "./record.js";
 import type { Relay, SimpleFileOp } from "./relay.js";
@@ -73,6 +73,8 @@ export interface ChainHost {
 
 /** How long the next deployment may take to answer a federated request's headers. */
 const REMOTE_CONNECT_MS = 30_000;
+/** The lines that end a forwarded stream with its outcome. */
+const OUTCOMES = new Set(["exit", "result", "error", "done"]);
 /** A capability target tries the next candidate when one of these refuses. */
 const TRY_NEXT = new Set(["agent_not_connected", "forbidden", "not_found"]);
 
@@ -149,13 +151,8 @@ export class Chaining {
     this.h.events.append("forward.started", { forwardId, type: action ? `${type}:${action}` : type, decision: describeDecision(decision) });
     const out = await this.dispatch(row, decision, { forwardId, from: self, trail, type, action, work, route: [] });
     if (!out.ok) return out;
-    const started = new LineWriter<ForwardLine>();
-    void (async () => {
-      await started.write({ type: "started", forwardId });
-      for await (const line of readLines(out.value)) await started.write(line as ForwardLine);
-      await started.close();
-    })();
-    return ok(started.readable);
+    // Relayed as bytes after the `started` line; a reader that goes away cancels the work.
+    return ok(relayLines(out.value, { prefix: { type: "started", forwardId } satisfies ForwardLine, end: () => null, onCancel: () => this.cancel(forwardId) }));
   }
 
   /** A request another environment forwarded here. */
@@ -362,28 +359,25 @@ export class Chaining {
   }
 
   /**
-   * Passes a next hop's stream on; until it ends, a cancel here reaches that hop. A stream that
-   * breaks off, or ends without an outcome, ends here with an error naming that hop.
+   * Passes a next hop's stream on as bytes (relayLines: only its last line is read); until it ends,
+   * a cancel here reaches that hop, and so does a reader here that goes away. A stream that breaks
+   * off, or ends without an outcome, ends here with an error naming that hop.
    */
   private passOn(req: HopRequest, hop: string, stream: Stream, cancel: () => Promise<unknown>): Stream {
     const untrack = this.track(req.forwardId, cancel);
-    const out = new LineWriter<ForwardLine>();
     const route = [...req.trail.names, hop];
-    void (async () => {
-      let ended = false;
-      try {
-        for await (const line of readLines(stream)) {
-          if (line.type === "exit" || line.type === "result" || line.type === "error" || line.type === "done") ended = true;
-          await out.write(line as ForwardLine);
-        }
-        if (!ended) await out.write({ type: "error", code: "agent_error", message: `Hop '${hop}' ended its stream without a result.`, hop, route });
-      } catch (e) {
-        if (!ended) await out.write({ type: "error", code: "agent_error", message: `Hop '${hop}' broke off: ${e instanceof Error ? e.message : String(e)}`, hop, route });
-      }
-      untrack();
-      await out.close();
-    })();
-    return out.readable;
+    return relayLines(stream, {
+      end: ({ last, broke }) => {
+        untrack();
+        if (last && OUTCOMES.has(String(last.type))) return null;
+        const why = broke ? `broke off: ${broke instanceof Error ? broke.message : String(broke)}` : "ended its stream without a result";
+        return { type: "error", code: "agent_error", message: `Hop '${hop}' ${why}.`, hop, route } satisfies ForwardLine;
+      },
+      onCancel: () => {
+        untrack();
+        return cancel();
+      },
+    });
   }
 
   private save(gateway: Gateway, routing: Routing): void {

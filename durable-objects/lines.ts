@@ -54,3 +54,78 @@ function parse(line: string): Record<string, unknown> | null {
     return null;
   }
 }
+
+export interface RelayEnd {
+  /** The stream's last line (parsed), or null when it had none or it was not JSON. */
+  last: Record<string, unknown> | null;
+  /** Why reading it failed, if it broke off. */
+  broke: unknown;
+}
+
+/**
+ * Passes an ndjson byte stream on as it is, without parsing it: only its last line is read, at the
+ * end, so `end` can add a closing line (or not). `prefix` goes out first. Paced by the reader. A
+ * reader that goes away (noticed when it cancels, or by the first write after, as across an RPC
+ * stream) cancels the source and calls `onCancel`, so the work behind the stream stops too.
+ */
+export function relayLines(source: ReadableStream<Uint8Array>, o: { prefix?: unknown; end(e: RelayEnd): unknown; onCancel(): Promise<unknown> }): ReadableStream<Uint8Array> {
+  const pipe = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = pipe.writable.getWriter();
+  const reader = source.getReader();
+  const tail = new LastLine();
+  const encode = (line: unknown) => new TextEncoder().encode(`${JSON.stringify(line)}\n`);
+  let gone = false;
+  const readerGone = () => {
+    if (gone) return;
+    gone = true;
+    void o.onCancel().catch(() => undefined);
+    void reader.cancel().catch(() => undefined);
+  };
+  writer.closed.catch(readerGone);
+  void (async () => {
+    try {
+      if (o.prefix !== undefined) await writer.write(encode(o.prefix));
+      let broke: unknown = null;
+      for (;;) {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          broke = e;
+          break;
+        }
+        if (r.done) break;
+        tail.push(r.value);
+        await writer.write(r.value);
+      }
+      if (gone) return;
+      const extra = o.end({ last: tail.parsed(), broke });
+      if (extra !== null && extra !== undefined) await writer.write(encode(extra));
+      await writer.close();
+    } catch {
+      readerGone();
+    }
+  })();
+  return pipe.readable;
+}
+
+/** The last complete line of a byte stream, kept as bytes (never decoded until asked for). */
+class LastLine {
+  private line: Uint8Array[] = [];
+  private partial: Uint8Array[] = [];
+
+  push(chunk: Uint8Array): void {
+    const end = chunk.lastIndexOf(10);
+    if (end < 0) return void this.partial.push(chunk);
+    const start = end > 0 ? chunk.lastIndexOf(10, end - 1) : -1;
+    const line = start >= 0 ? [chunk.slice(start + 1, end)] : [...this.partial, chunk.slice(0, end)];
+    if (line.some((p) => p.length > 0)) this.line = line;
+    this.partial = end + 1 < chunk.length ? [chunk.slice(end + 1)] : [];
+  }
+
+  parsed(): Record<string, unknown> | null {
+    const bytes = this.partial.some((p) => p.length > 0) ? this.partial : this.line;
+    const decoder = new TextDecoder();
+    return parse(bytes.map((b) => decoder.decode(b, { stream: true })).join("") + decoder.decode());
+  }
+}

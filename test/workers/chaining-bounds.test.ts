@@ -4,7 +4,9 @@
  * fails at the origin with an error naming that hop; output keeps a quiet leaf alive. Agents are
  * TestAgents speaking the wire protocol, so each can be made to stall exactly where wanted.
  */
+import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import type { EnvironmentObject } from "../../durable-objects/environment.js";
 import { environment, forward } from "./chaining-helpers.js";
 import { call, eventsOf, eventually, ndjson, userToken } from "./helpers.js";
 
@@ -83,5 +85,32 @@ describe("an origin client that goes away", () => {
     }
     expect((await c.agent.next("cancel")).re).toBe(req.id);
     await eventually(async () => (await eventsOf(token, "c")).some((e) => e.type === "forward.cancelled" && e.data.forwardId === forwardId));
+  });
+});
+
+describe("a hop's reader that goes away", () => {
+  it("cancelling the reader of the middle hop's stream stops the leaf's command", { timeout: 20_000 }, async () => {
+    const token = await userToken({ org: "bound-mid" });
+    const a = await open(token, "a");
+    await open(token, "b");
+    const c = await open(token, "c");
+    const b = env.ENVIRONMENTS.get(env.ENVIRONMENTS.idFromName(`bound-mid/${(await (await call("GET", "/v1/environments/b", { token })).json() as { environment: { id: string } }).environment.id}`)) as unknown as DurableObjectStub<EnvironmentObject>;
+    // What a's object sends b (a → b → c, run in c), read inside b's object: the consumer of b's stream.
+    const req = runInDurableObject(b, async (obj: EnvironmentObject) => {
+      const r = await obj.forwardHop({
+        forwardId: crypto.randomUUID(),
+        from: { id: a.id, name: "a" },
+        trail: { origin: a.id, visited: [a.id], names: ["a"], hops: 0, maxHops: 8, ackTimeoutMs: 10_000 },
+        type: "exec",
+        action: null,
+        work: { exec: { command: ["sleep", "100"] } },
+        route: ["c"],
+      });
+      if (!r.ok) throw new Error(r.error.message);
+      const req = await c.agent.next("request");
+      await r.value.getReader().cancel();
+      return req;
+    });
+    expect((await c.agent.next("cancel")).re).toBe((await req).id);
   });
 });
