@@ -21,6 +21,7 @@ import type { EventLog } from "./events.js";
 import type { EdgeLink } from "./link.js";
 import { fail, ok, type Outcome } from "./outcome.js";
 import type { PendingRequests, ReplyOutcome } from "./pending.js";
+import { drainBody } from "../worker/unread-body.js";
 
 export const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
 export const TIMING = {
@@ -159,7 +160,10 @@ export class Relay {
   /** Streams a body into a workspace file; the agent renames it into place only when all bytes arrived. */
   async writeFile(path: string, body: ReadableStream<Uint8Array>, size: number): Promise<Outcome<FileWriteResult>> {
       const ready = this.h.agent();
-      if (!ready.ok) return ready;
+      if (!ready.ok) {
+        await drainBody(body); // see worker/unread-body.ts
+        return ready;
+      }
       const ws = ready.value;
       const id = crypto.randomUUID();
       let settled = false;
@@ -179,6 +183,7 @@ export class Relay {
         await sendChunk(bytesToBase64(piece), false);
       }
       if (!settled) await sendChunk("", true);
+      else await drainBody(body);
       const reply = toOutcome(await done);
       if (!reply.ok) return reply;
       const parsed = FileWriteResult.safeParse(reply.value);

@@ -17,8 +17,10 @@ import { environmentRuns, runs } from "./routes/runs.js";
 import { objectives, threads } from "./routes/hierarchy.js";
 import { snapshots } from "./routes/snapshots.js";
 import { userTokens } from "./user-tokens.js";
+import { readUnreadBody } from "./unread-body.js";
 
 export const app = new Hono<{ Bindings: Env }>()
+  .use("*", readUnreadBody)
   .use("*", limitAuthFailures)
   .route("/v1/health", health)
   .route("/v1/openapi.json", openapi)
