@@ -12,13 +12,21 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { lstat, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Snapshot, SnapshotExport } from "@outpost/protocol";
+import * as z from "zod";
+import type { SnapshotExport } from "@outpost/protocol";
 import { startProviderHost, type ProviderHost } from "../../scripts/lib/provider-host.js";
 import { connectAgent } from "./environments.js";
-import { startHarness, waitFor, type Harness } from "./helpers.js";
+import { startHarness, type Harness } from "./helpers.js";
 import { dockerUnavailable, skipReason } from "./requirements.js";
 
 const docker = (...args: string[]) => execFileSync("docker", args, { encoding: "utf8", timeout: 30_000 }).trim();
+
+/** What this test reads of narrative.json (the client answers it as a plain record). */
+const Narrative = z.object({
+  objective: z.object({ id: z.string() }),
+  thread: z.object({ id: z.string() }),
+  lineage: z.array(z.object({ id: z.string(), parentId: z.string().nullable(), environmentId: z.string() })),
+});
 
 /** sha256 of every file under `dir` but the user's .git, by relative path. */
 async function checksums(dir: string): Promise<Record<string, string>> {
@@ -48,22 +56,13 @@ describe.skipIf(skipReason("snapshots into the docker provider", dockerUnavailab
     await h?.close();
   });
 
-  const ok = async <T,>(res: Response): Promise<T> => {
-    if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
-    return (await res.json()) as T;
-  };
-  const post = <T,>(path: string, body: unknown) => h.admin.request("POST", path, { json: body, timeoutMs: 120_000 }).then((r) => ok<T>(r));
-  const get = <T,>(path: string) => h.admin.request("GET", path).then((r) => ok<T>(r));
-
   it("A → B (docker) and back: identical files by checksum, hierarchy intact", async () => {
     // B: a container from the base image, its workspace a host directory.
     const dir = join(h.dir, "hosts", "docker-snap");
     host = await startProviderHost({ admin: h.admin, name: "docker-snap", dir, args: ["--providers", "docker"] });
-    const res = await h.admin.request("POST", "/v1/environments", { json: { name: "snap-docker", provider: "docker" } });
-    expect(res.status, await res.clone().text()).toBe(201);
-    const { environment: B } = (await res.json()) as { environment: { id: string } };
+    const { environment: B } = await h.admin.createEnvironment({ name: "snap-docker", provider: "docker" });
     created.push(B.id);
-    await waitFor(async () => (await get<{ environment: { state: string } }>(`/v1/environments/${B.id}`)).environment.state === "running", { timeoutMs: 30_000, what: "the container's agent" });
+    await h.admin.waitForEnvironment(B.id, "running", { timeoutMs: 30_000 });
     const bWorkspace = join(dir, "environments", B.id);
     await h.admin.writeFile(B.id, "only-in-b.txt", "b's own\n");
 
@@ -80,13 +79,13 @@ describe.skipIf(skipReason("snapshots into the docker provider", dockerUnavailab
     const { agent } = await connectAgent(h, a.environment.id, a.agentToken, aWorkspace);
     const A = a.environment.id;
 
-    const { objective } = await post<{ objective: { id: string } }>("/v1/objectives", { title: "cross-provider" });
-    const { thread } = await post<{ thread: { id: string } }>("/v1/threads", { objectiveId: objective.id, title: "local then docker" });
+    const objective = await h.admin.createObjective({ title: "cross-provider" });
+    const thread = await h.admin.createThread({ objectiveId: objective.id, title: "local then docker" });
 
     // A → B, full bundle, replace.
-    const { snapshot: s1 } = await post<{ snapshot: Snapshot }>("/v1/snapshots", { environment: A, threadId: thread.id, message: "from a", export: { format: "bundle" } });
+    const s1 = await h.admin.createSnapshot({ environment: A, threadId: thread.id, message: "from a", export: { format: "bundle" } });
     expect(s1).toMatchObject({ threadId: thread.id, objectiveId: objective.id, environmentId: A, parentId: null });
-    const moved = await post<{ import: { changed: string[]; conflicts: string[] }; snapshot: Snapshot }>(`/v1/snapshots/${s1.id}/import`, { environment: B.id, strategy: "replace" });
+    const moved = await h.admin.importSnapshot(s1.id, { environment: B.id, strategy: "replace" });
     expect(moved.import.conflicts).toEqual([]);
     expect(moved.import.changed).toContain("only-in-b.txt");
     const fromA = await checksums(aWorkspace);
@@ -95,16 +94,17 @@ describe.skipIf(skipReason("snapshots into the docker provider", dockerUnavailab
     expect(Object.keys(fromA)).toContain("src/deep/er/data.bin");
     expect(moved.snapshot.environments.sort()).toEqual([A, B.id].sort());
 
-    // B changes a file (inside the container) and snapshots: the same thread, s1 its parent.
+    // B changes a file (inside the container, with the image's own git behind the snapshot) and
+    // snapshots: the same thread, s1 its parent.
     const edit = await h.admin.exec(B.id, { command: ["sh", "-c", "echo \"export const where = 'b';\" > src/main.ts && echo new > src/deep/from-b.txt"] });
     expect(edit.exitCode).toBe(0);
-    const { snapshot: s2 } = await post<{ snapshot: Snapshot }>("/v1/snapshots", { environment: B.id, message: "from b", export: { format: "bundle", baseSnapshotId: s1.id } });
+    const s2 = await h.admin.createSnapshot({ environment: B.id, message: "from b", export: { format: "bundle", baseSnapshotId: s1.id } });
     expect(s2).toMatchObject({ threadId: thread.id, objectiveId: objective.id, environmentId: B.id, parentId: s1.id });
     const inc: SnapshotExport = s2.exports[0]!;
     expect(inc.baseSnapshotId).toBe(s1.id);
 
     // B → A, incremental, replace: A has B's files; A's ignored directory stays.
-    const { import: backIn } = await post<{ import: { preImport: { snapshotId: string } | null } }>(`/v1/snapshots/${s2.id}/import`, { environment: A, exportId: inc.id, strategy: "replace" });
+    const { import: backIn } = await h.admin.importSnapshot(s2.id, { environment: A, exportId: inc.id, strategy: "replace" });
     const back = await checksums(aWorkspace);
     delete back["cache/tmp.txt"];
     expect(back).toEqual(await checksums(bWorkspace));
@@ -113,17 +113,16 @@ describe.skipIf(skipReason("snapshots into the docker provider", dockerUnavailab
 
     // The hierarchy survived the move: the thread lists both (and A's safety snapshot taken before
     // the import, on the thread A was on), and s2's narrative names s1 in its lineage.
-    const t = await get<{ thread: { objectiveId: string }; snapshots: Snapshot[] }>(`/v1/threads/${thread.id}`);
+    const t = await h.admin.getThread(thread.id);
     expect(t.thread.objectiveId).toBe(objective.id);
     expect(backIn.preImport).not.toBeNull();
     expect(t.snapshots.map((s) => s.id).sort()).toEqual([s1.id, s2.id, backIn.preImport!.snapshotId].sort());
     expect(t.snapshots.every((s) => s.objectiveId === objective.id)).toBe(true);
-    const narrative = await get<{ objective: { id: string }; thread: { id: string }; lineage: Array<{ id: string; parentId: string | null; environmentId: string }> }>(`/v1/snapshots/${s2.id}/narrative`);
+    const narrative = Narrative.parse(await h.admin.getSnapshotNarrative(s2.id));
     expect(narrative.objective.id).toBe(objective.id);
     expect(narrative.thread.id).toBe(thread.id);
     expect(narrative.lineage.find((l) => l.id === s2.id)).toMatchObject({ parentId: s1.id, environmentId: B.id });
     expect(narrative.lineage.find((l) => l.id === s1.id)).toMatchObject({ environmentId: A });
-    const { snapshot: s2Now } = await get<{ snapshot: Snapshot }>(`/v1/snapshots/${s2.id}`);
-    expect(s2Now.environments.sort()).toEqual([A, B.id].sort());
+    expect((await h.admin.getSnapshot(s2.id)).environments.sort()).toEqual([A, B.id].sort());
   }, 180_000);
 });
