@@ -6,7 +6,8 @@
  */
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Page } from "playwright-core";
+import type { Page, WebSocket as PageSocket } from "playwright-core";
+import { WATCH_WINDOW } from "@outpost/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentProcess } from "../../scripts/lib/agent-process.js";
 import { ROOT } from "../../scripts/lib/dev-vars.js";
@@ -32,6 +33,8 @@ const requested: string[] = [];
 const sockets: string[] = [];
 /** Event-stream sockets the page holds open now, by environment id (one each). */
 const openSockets = new Map<string, number>();
+/** The page's WebSockets that are open now. */
+const pageSockets = new Set<PageSocket>();
 let viewerToken = "";
 // page.evaluate takes source strings here: this project's Node types have no DOM.
 
@@ -69,6 +72,8 @@ beforeAll(async () => {
   page.on("request", (r) => requested.push(r.url()));
   page.on("websocket", (ws) => {
     sockets.push(ws.url());
+    pageSockets.add(ws);
+    ws.on("close", () => pageSockets.delete(ws));
     const env = decodeURIComponent(new URL(ws.url()).pathname.split("/")[3] ?? "");
     openSockets.set(env, (openSockets.get(env) ?? 0) + 1);
     ws.on("close", () => {
@@ -274,6 +279,55 @@ describe("the dashboard in headless Chromium", () => {
     await card.waitFor();
     await expect.poll(() => card.locator("pre.output").textContent(), { timeout: 10_000 }).toBe("run-line-1\nrun-line-2\n");
     await expect.poll(() => card.locator("[data-test=run-state]").textContent(), { timeout: 10_000 }).toBe("succeeded");
+  });
+
+  it("acks the event stream by bytes too: a burst of large run-output events never leaves more than a quarter of the byte window unacknowledged", async () => {
+    // What the page's event-stream sockets receive and send from now on: at each ack, the bytes of
+    // event frames taken since the previous ack before the last one (which may be the one that
+    // crossed the line); and the sockets opened meanwhile (a page too busy to keep up is still closed
+    // with 4008 and must resume from its cursor).
+    const before: number[] = [];
+    const reopened: string[] = [];
+    const watch = (ws: PageSocket) => {
+      let since = 0;
+      let last = 0;
+      ws.on("framereceived", (f) => {
+        const text = typeof f.payload === "string" ? f.payload : f.payload.toString("utf8");
+        if (!text.startsWith('{"v":1,"kind":"event"')) return;
+        since += text.length;
+        last = text.length;
+      });
+      ws.on("framesent", (f) => {
+        if (typeof f.payload !== "string" || !f.payload.includes('"kind":"ack"')) return;
+        before.push(since - last);
+        since = 0;
+        last = 0;
+      });
+    };
+    const onSocket = (ws: PageSocket) => {
+      reopened.push(ws.url());
+      watch(ws);
+    };
+    expect(pageSockets.size, "the environment page holds its event stream open").toBeGreaterThan(0);
+    for (const ws of pageSockets) watch(ws);
+    page.on("websocket", onSocket);
+    try {
+      // One and a half byte windows of output (in lines, which a page lays out cheaply), in far fewer than 250 events.
+      const size = 1.5 * WATCH_WINDOW.bytes;
+      const res = await h.admin.request("POST", `/v1/environments/${NAME}/runs`, { json: { agent: { command: ["sh", "-c", `yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz | head -c ${size}; echo burst-done`] } } });
+      expect(res.status).toBe(201);
+      const { run } = (await res.json()) as { run: { id: string } };
+      const card = page.locator(`[data-test=runs] article[data-run-id='${run.id}']`);
+      await expect.poll(() => card.locator("[data-test=run-state]").textContent(), { timeout: 30_000 }).toBe("succeeded");
+      await expect.poll(async () => (await card.locator("pre.output").textContent())?.length, { timeout: 30_000 }).toBe(size + "burst-done\n".length);
+    } finally {
+      page.off("websocket", onSocket);
+    }
+    // Nothing was lost (the output is whole, above); a socket opened again resumed after its cursor.
+    for (const url of reopened) expect(Number(new URL(url).searchParams.get("after")), url).toBeGreaterThan(0);
+    // Acked as soon as a quarter of the byte window was taken, not only by count or after a pause.
+    expect(before.length).toBeGreaterThan(3);
+    expect(Math.max(...before)).toBeLessThan(WATCH_WINDOW.bytes / 4);
   });
 
   it("stops the environment from the UI after confirmation, and the badge follows", async () => {

@@ -191,15 +191,27 @@ export async function execStream(env, body, onLine, signal) {
   if (buffered.trim()) onLine(JSON.parse(buffered));
 }
 
-/** The window of unacknowledged events the dashboard asks for (protocol/src/watch.ts, WATCH_WINDOW.events). */
-const WATCH_WINDOW = 1000;
+/**
+ * The server's flow-control window (protocol/src/watch.ts, WATCH_WINDOW): at most this many events,
+ * and this many bytes of frames, sent and not acknowledged. The dashboard asks for the whole event window.
+ */
+export const WATCH_WINDOW = { events: 1000, bytes: 1024 * 1024 };
+
+/**
+ * When the watcher should ack (as protocol/src/watch.ts ackDue): a quarter of the window, by events
+ * or by bytes, received since its last ack. Bytes are the frames' lengths as the server counts them.
+ * @param {number} events
+ * @param {number} bytes
+ */
+export const ackDue = (events, bytes) => events >= WATCH_WINDOW.events / 4 || bytes >= WATCH_WINDOW.bytes / 4;
 
 /**
  * An environment's event stream over a WebSocket that reconnects (with backoff, bounded at 10 s)
  * and resumes after the last event it delivered, so nothing is missed or repeated across drops.
  * `tail` bounds the first replay (0: live events only). Flow control (protocol/src/watch.ts): it asks
- * for a window and acks every quarter of it and after a short pause; a slow-consumer close (4008)
- * reconnects at once from the cursor.
+ * for a window and acks every quarter of it, counted in events or in bytes (a few large run-output
+ * events fill the 1 MiB byte window long before 250 events), and after a short pause; a slow-consumer
+ * close (4008) reconnects at once from the cursor.
  * @param {string} env
  * @param {{ tail: number, onEvent: (e: EnvironmentEvent) => void, onOpen?: () => void, onStatus?: (s: "open" | "closed") => void }} o
  * @returns {{ close(): void }}
@@ -215,29 +227,36 @@ export function watchEvents(env, o) {
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let ackTimer;
   let acked = 0;
+  /** Bytes of event frames received since the last ack. */
+  let unackedBytes = 0;
   const ack = () => {
     clearTimeout(ackTimer);
     ackTimer = undefined;
     if (after <= acked || ws?.readyState !== WebSocket.OPEN) return;
     acked = after;
+    unackedBytes = 0;
     ws.send(JSON.stringify({ v: 1, kind: "ack", seq: after }));
   };
   const open = () => {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const q = after > 0 ? { after } : { tail: o.tail };
     acked = after;
-    ws = new WebSocket(`${scheme}//${location.host}${envPath(env)}/events/stream${query({ ...q, window: WATCH_WINDOW, access_token: session.token() ?? "" })}`);
+    unackedBytes = 0;
+    ws = new WebSocket(`${scheme}//${location.host}${envPath(env)}/events/stream${query({ ...q, window: WATCH_WINDOW.events, access_token: session.token() ?? "" })}`);
     ws.onopen = () => {
       delay = 500;
       o.onStatus?.("open");
       o.onOpen?.();
     };
     ws.onmessage = (m) => {
-      const frame = JSON.parse(String(m.data));
-      if (frame.kind !== "event" || frame.event.seq <= after) return;
+      const text = String(m.data);
+      const frame = JSON.parse(text);
+      if (frame.kind !== "event") return;
+      unackedBytes += text.length; // the server holds every frame it sent against the byte window, repeats included
+      if (frame.event.seq <= after) return;
       after = frame.event.seq;
       o.onEvent(frame.event);
-      if (after - acked >= WATCH_WINDOW / 4) ack();
+      if (ackDue(after - acked, unackedBytes)) ack();
       else ackTimer ??= setTimeout(ack, 200);
     };
     ws.onclose = (ev) => {
