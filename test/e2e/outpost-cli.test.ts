@@ -12,7 +12,7 @@ import { join } from "node:path";
 import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiError, Client, queryTokenWebSocket } from "@outpost/client";
-import type { ExecStreamLine } from "@outpost/protocol";
+import { ACK_TIMEOUT_LIMITS_MS, type ExecStreamLine } from "@outpost/protocol";
 import { COMMANDS } from "../../cli/src/commands/index.js";
 import { ROOT } from "../../scripts/lib/dev-vars.js";
 import { decodeJwt } from "jose";
@@ -302,7 +302,7 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     expect((await outpost(["gateway", "get", NAME], { env: admin() })).stdout.toString()).toMatch(/^ack timeout\s+15000 ms$/m);
     const refused = await outpost(["routes", "set", NAME, "--ack-timeout-ms", "5"], { env: admin() });
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain("--ack-timeout-ms must be a whole number of at least 10");
+    expect(refused.stderr).toContain(`--ack-timeout-ms must be a whole number of at least ${ACK_TIMEOUT_LIMITS_MS.min}`);
   });
 
   it("snapshots: create, export -o (downloaded, sha256 checked), list, and import into another environment", async () => {
