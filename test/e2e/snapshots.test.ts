@@ -256,6 +256,37 @@ describe("snapshots between environments", () => {
     expect(await fingerprint(join(A.workspace, ".git"))).toBe(userGit);
   });
 
+  it("import strategies through the whole path: patch reports a conflict with git's markers; branch checks the snapshot out on a new thread", async () => {
+    const D = await serve("snap-d");
+    await h.admin.importSnapshot(s1.id, { environment: D.id, strategy: "replace" });
+    // D and s2 both change src/main.ts from s1: applying s2 as a patch conflicts there.
+    writeFileSync(join(D.workspace, "src", "main.ts"), "export const x = 'd';\n");
+    writeFileSync(join(D.workspace, "notes-d.txt"), "d's own\n");
+    const patched = await h.admin.importSnapshot(s2.id, { environment: D.id, strategy: "patch" });
+    expect(patched.import).toMatchObject({ strategy: "patch", conflicts: ["src/main.ts"] });
+    expect(patched.import.preImport).not.toBeNull();
+    const marked = readFileSync(join(D.workspace, "src", "main.ts"), "utf8");
+    expect(marked).toMatch(/^<<<<<<< [^\n]*\nexport const x = 'd';\n=======\n(export const x = 2;\n)+>>>>>>> /);
+    expect(readFileSync(join(D.workspace, "notes-d.txt"), "utf8")).toBe("d's own\n");
+
+    // branch: s3 is checked out on a new thread (a child of s3's), D's former state kept as a snapshot.
+    // (A fresh export: the test above left s3's newest one cut short in R2 on purpose.)
+    const { export: fresh } = await h.admin.exportSnapshot(s3.id, { format: "bundle" });
+    const branched = await h.admin.importSnapshot(s3.id, { environment: D.id, strategy: "branch", exportId: fresh.id });
+    expect(branched.import.strategy).toBe("branch");
+    expect(branched.import.intoThread).toMatch(/^thr_/);
+    expect(branched.import.threadId).toBe(branched.import.intoThread);
+    expect(readFileSync(join(D.workspace, "src", "main.ts"), "utf8")).toBe("export const x = 2;\n".repeat(200));
+    expect(readFileSync(join(D.workspace, "from-b.txt"), "utf8")).toBe("written in b\n");
+    const thread = await h.admin.getThread(branched.import.intoThread!);
+    expect(thread.thread).toMatchObject({ parentThreadId: threadId });
+    const former = await h.admin.getSnapshot(branched.import.preImport!.snapshotId);
+    expect(former.environmentId).toBe(D.id);
+    // The next snapshot in D continues the new thread.
+    const next = await h.admin.createSnapshot({ environment: D.id, message: "on the branch" });
+    expect(next.threadId).toBe(branched.import.intoThread);
+  });
+
   it("refuses bad input before any object is touched", async () => {
     await expectProblem(await h.admin.request("GET", "/v1/snapshots/snap_nope"), 404, "not_found");
     await expectProblem(await h.admin.request("POST", `/v1/snapshots/${s1.id}/import`, { json: { environment: B.id, strategy: "sideways" } }), 400, "bad_request");
