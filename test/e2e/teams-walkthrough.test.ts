@@ -12,22 +12,14 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnGroup, type ProcessGroup } from "../../scripts/lib/process-group.js";
 import { signUserToken } from "../../scripts/lib/tokens.js";
+import { markdownSection, shBlocks } from "../lib/markdown.js";
 import { killLeftovers, startHarness, waitFor, type Harness } from "./helpers.js";
 
 const REPO = new URL("../..", import.meta.url).pathname;
 const DOC_URL = "http://127.0.0.1:8787";
 
 /** The shell lines of each ```sh block of the section whose heading starts with `## ${n}.`, continuations joined. */
-function sectionLines(markdown: string, n: number): string[][] {
-  const section = markdown.split(/^## /m).find((s) => s.startsWith(`${n}.`)) ?? "";
-  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) =>
-    m[1]!
-      .replace(/\\\n\s*/g, " ")
-      .split("\n")
-      .map((l) => l.trim())
-      .filter((l) => l && !l.startsWith("#")),
-  );
-}
+const sectionLines = (markdown: string, n: number) => shBlocks(markdownSection(markdown, `${n}.`));
 
 let h: Harness;
 let host: ProcessGroup | null = null;

@@ -15,19 +15,18 @@ import { parseFlags } from "../../provider-agent/src/cli-flags.js";
 import { CAPABILITY, HOST_FLAGS } from "../../provider-agent/src/host/cli.js";
 import { loadProviders } from "../../provider-agent/src/host/loader.js";
 import { START_OPTIONS, TOKEN_OPTIONS } from "../../scripts/lib/script-flags.js";
+import { shBlocks } from "../lib/markdown.js";
 
 const DOC = new URL("../../docs/teams.md", import.meta.url);
 /** Commands the walkthrough may use that are not Outpost's own; they are not checked. */
 const EXTERNAL = new Set(["echo", "export", "ssh", "scripts/docker-base-image.sh", "npm install"]);
 
-/** The shell commands of every ```sh block: continuation lines joined, comments dropped, split at && ; | and $( ). */
+/** The shell commands of every ```sh block, split at && ; | and $( ). */
 function documentedCommands(markdown: string): string[][] {
-  const blocks = [...markdown.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
-  const commands: string[][] = [];
-  for (const block of blocks) {
-    for (const line of block.replace(/\\\n\s*/g, " ").split("\n")) commands.push(...splitLine(line));
-  }
-  return commands.filter((c) => c.length > 0);
+  return shBlocks(markdown)
+    .flat()
+    .flatMap(splitLine)
+    .filter((c) => c.length > 0);
 }
 
 function splitLine(line: string): string[][] {
