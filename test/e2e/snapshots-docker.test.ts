@@ -7,14 +7,13 @@
  * without them.
  */
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { lstat, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as z from "zod";
 import type { SnapshotExport } from "@outpost/protocol";
 import { startProviderHost, type ProviderHost } from "../../scripts/lib/provider-host.js";
+import { checksums } from "../lib/workspace-files.js";
 import { connectAgent } from "./environments.js";
 import { startHarness, type Harness } from "./helpers.js";
 import { dockerUnavailable, skipReason } from "./requirements.js";
@@ -27,17 +26,6 @@ const Narrative = z.object({
   thread: z.object({ id: z.string() }),
   lineage: z.array(z.object({ id: z.string(), parentId: z.string().nullable(), environmentId: z.string() })),
 });
-
-/** sha256 of every file under `dir` but the user's .git, by relative path. */
-async function checksums(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const name of (await readdir(dir, { recursive: true })).sort()) {
-    if (/^\.git(\/|$)/.test(name)) continue;
-    const st = await lstat(join(dir, name));
-    if (st.isFile()) out[name] = createHash("sha256").update(await readFile(join(dir, name))).digest("hex");
-  }
-  return out;
-}
 
 describe.skipIf(skipReason("snapshots into the docker provider", dockerUnavailable()))("snapshots: local agent ⇄ docker provider", () => {
   let h: Harness;

@@ -6,7 +6,6 @@
  * across environments, progress in the event log, the user's .git untouched; a branch ready for a
  * pull request in an environment's own repository (and a clear refusal where there is none).
  */
-import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { lstat, readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
@@ -15,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Snapshot, SnapshotExport } from "@outpost/protocol";
 import type { ProcessGroup } from "../../scripts/lib/process-group.js";
 import { startProviderHost } from "../../scripts/lib/provider-host.js";
+import { checksums, fingerprint, git } from "../lib/workspace-files.js";
 import { startEnvironment } from "./environments.js";
 import { expectProblem, killLeftovers, startHarness, waitFor, type Harness } from "./helpers.js";
 
@@ -37,31 +37,6 @@ const json = async <T,>(res: Response): Promise<T> => {
 };
 const post = <T,>(path: string, body: unknown, timeoutMs = 120_000) => h.admin.request("POST", path, { json: body, timeoutMs }).then((r) => json<T>(r));
 const get = <T,>(path: string) => h.admin.request("GET", path).then((r) => json<T>(r));
-
-/** sha256 of every file in the workspace except the user's .git and what .gitignore leaves out. */
-async function checksums(dir: string, ignore: RegExp = /^\.git(\/|$)/): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const name of (await readdir(dir, { recursive: true })).sort()) {
-    if (ignore.test(name)) continue;
-    const st = await lstat(join(dir, name));
-    if (st.isFile()) out[name] = createHash("sha256").update(await readFile(join(dir, name))).digest("hex");
-  }
-  return out;
-}
-
-/** Every byte, mode and mtime under a directory: proof nothing touched it. */
-async function fingerprint(dir: string): Promise<string> {
-  const hash = createHash("sha256");
-  for (const name of (await readdir(dir, { recursive: true })).sort()) {
-    const st = await lstat(join(dir, name));
-    hash.update(`${name}\0${st.mode}\0${st.mtimeMs}\0${st.size}\0`);
-    if (st.isFile()) hash.update(await readFile(join(dir, name)));
-  }
-  return hash.digest("hex");
-}
-
-const gitEnv = { ...process.env, GIT_CONFIG_NOSYSTEM: "1", GIT_AUTHOR_NAME: "u", GIT_AUTHOR_EMAIL: "u@e", GIT_COMMITTER_NAME: "u", GIT_COMMITTER_EMAIL: "u@e" };
-const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-C", cwd, ...args], { stdio: "pipe", env: gitEnv }).toString();
 
 /** The file in wrangler dev's local R2 that holds an object of exactly this size (the blob store). */
 async function r2Blob(size: number): Promise<string> {

@@ -1,10 +1,10 @@
-import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { DiffResult } from "@outpost/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DiffService } from "../../provider-agent/src/services/diff.js";
+import { git as gitIn } from "../lib/workspace-files.js";
 import { snapshot, tempDir } from "./helpers.js";
 
 let base: { dir: string; cleanup: () => Promise<void> };
@@ -19,8 +19,7 @@ beforeEach(async () => {
 });
 afterEach(() => base.cleanup());
 
-const gitEnv = { ...process.env, GIT_CONFIG_GLOBAL: "/dev/null", GIT_CONFIG_NOSYSTEM: "1", GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@example.com", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@example.com" };
-const git = (...args: string[]) => execFileSync("git", ["-C", ws, ...args], { env: gitEnv, stdio: "pipe" }).toString();
+const git = (...args: string[]) => gitIn(ws, ...args);
 const put = async (rel: string, data: string | Buffer) => {
   await mkdir(path.dirname(path.join(ws, rel)), { recursive: true });
   await writeFile(path.join(ws, rel), data);

@@ -7,7 +7,7 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { lstat, readdir, readFile, readlink } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { timeOrderedId, type BundleFormat, type ImportStrategy } from "@outpost/protocol";
@@ -16,6 +16,7 @@ import { BundleReceiver, importSnapshot } from "../../provider-agent/src/service
 import { branchForPullRequest } from "../../provider-agent/src/services/snapshot-branch.js";
 import { diffSnapshots } from "../../provider-agent/src/services/snapshot-ops.js";
 import { SnapshotService, threadHead, threadRefKey } from "../../provider-agent/src/services/snapshots.js";
+import { checksums, fingerprint, git, gitEnv } from "../lib/workspace-files.js";
 import { tempDir, waitFor } from "./helpers.js";
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -33,31 +34,6 @@ async function env(name: string) {
 }
 
 const sid = () => timeOrderedId("snap");
-
-/** sha256 of every file under `dir` (by relative path), following nothing; `.git` included when asked. */
-async function checksums(dir: string, opts: { skipGit?: boolean } = { skipGit: true }): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const name of (await readdir(dir, { recursive: true })).sort()) {
-    if (opts.skipGit && (name === ".git" || name.startsWith(".git/"))) continue;
-    const full = path.join(dir, name);
-    const st = await lstat(full);
-    if (st.isSymbolicLink()) out[name] = `link:${await readlink(full)}`;
-    else if (st.isFile()) out[name] = createHash("sha256").update(await readFile(full)).digest("hex");
-  }
-  return out;
-}
-
-/** Every byte, mode and mtime under a `.git`: proof that nothing touched it. */
-async function fingerprint(dir: string): Promise<string> {
-  const h = createHash("sha256");
-  for (const name of (await readdir(dir, { recursive: true })).sort()) {
-    const full = path.join(dir, name);
-    const st = await lstat(full);
-    h.update(`${name}\0${st.mode}\0${st.mtimeMs}\0${st.size}\0`);
-    if (st.isFile()) h.update(await readFile(full));
-  }
-  return h.digest("hex");
-}
 
 /** Feeds a file to a receiver in pieces, as the link would. */
 async function receive(dir: string, bytes: Buffer, expect: { size: number; sha256: string }): Promise<string> {
@@ -88,8 +64,6 @@ async function carry(from: Awaited<ReturnType<typeof env>>, to: Awaited<ReturnTy
   });
   return { bundle: b, result };
 }
-
-const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-C", cwd, ...args], { stdio: "pipe", env: { ...process.env, GIT_CONFIG_NOSYSTEM: "1", GIT_AUTHOR_NAME: "u", GIT_AUTHOR_EMAIL: "u@e", GIT_COMMITTER_NAME: "u", GIT_COMMITTER_EMAIL: "u@e" } }).toString();
 
 describe("taking snapshots", () => {
   it("commits the work tree on its thread, respects .gitignore, and never touches the user's .git", async () => {
@@ -280,7 +254,7 @@ describe("carrying snapshots between workspaces", () => {
     writeFileSync(path.join(repo, "f.txt"), "1\n");
     git(repo, "add", ".");
     git(repo, "commit", "-qm", "base");
-    execFileSync("git", ["-C", repo, "am", "-q"], { input: mail, env: { ...process.env, GIT_AUTHOR_NAME: "u", GIT_AUTHOR_EMAIL: "u@e", GIT_COMMITTER_NAME: "u", GIT_COMMITTER_EMAIL: "u@e" } });
+    execFileSync("git", ["-C", repo, "am", "-q"], { input: mail, env: gitEnv });
     expect(readFileSync(path.join(repo, "f.txt"), "utf8")).toBe("2\n");
     expect(existsSync(path.join(repo, ".git"))).toBe(true);
   });
@@ -336,14 +310,14 @@ describe("a branch ready for a pull request", () => {
     const a = await env("pr-none");
     writeFileSync(path.join(a.workspace, "f.txt"), "x\n");
     const snap = await a.service.take({ snapshotId: sid() });
-    const files = await checksums(a.workspace, {});
+    const files = await checksums(a.workspace, null);
     const shadowRefs = () => execFileSync("git", ["--git-dir", a.service.gitDir, "for-each-ref", "--format=%(refname)"]).toString();
     const refs = shadowRefs();
     await expect(branchForPullRequest(a.service, { commit: snap.commit, name: "x", message: "m" })).rejects.toMatchObject({
       code: "invalid_state",
       message: expect.stringMatching(/^not a git repository: .*git init.*snapshots diff .* --mail/),
     });
-    expect(await checksums(a.workspace, {})).toEqual(files);
+    expect(await checksums(a.workspace, null)).toEqual(files);
     expect(existsSync(path.join(a.workspace, ".git"))).toBe(false);
     expect(shadowRefs()).toBe(refs);
     git(a.workspace, "init", "-q");
