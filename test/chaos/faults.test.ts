@@ -330,8 +330,9 @@ describe("a watcher that never reads", () => {
     const runId = await startRun(e.id, `i=0; while [ $i -lt ${lines} ]; do i=$((i+1)); echo "w-$i ${pad}"; done`);
     const final = await waitFor(async () => {
       const r = await run(runId);
-      if (legacy.close && legacy.close.code === CLOSE.slowConsumer) {
+      if (legacy.closeFrame()?.code === CLOSE.slowConsumer) {
         legacyCloses++;
+        legacy.ws.terminate();
         legacy = await openSocket(`${url}?after=${legacySeqs.at(-1) ?? top0}`, h.admin.token);
         followLegacy(legacy);
       }
@@ -341,8 +342,9 @@ describe("a watcher that never reads", () => {
     const events = (await allEvents(e.id)).filter((x) => x.seq > top0);
     const last = events.at(-1)!.seq;
     await waitFor(async () => {
-      if (legacy.close && legacy.close.code === CLOSE.slowConsumer) {
+      if (legacy.closeFrame()?.code === CLOSE.slowConsumer) {
         legacyCloses++;
+        legacy.ws.terminate();
         legacy = await openSocket(`${url}?after=${legacySeqs.at(-1) ?? top0}`, h.admin.token);
         followLegacy(legacy);
       }

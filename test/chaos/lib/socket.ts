@@ -13,6 +13,13 @@ export interface RawSocket {
   closed: Promise<{ code: number; reason: string }>;
   /** Waits until `n` frames arrived (or the socket closed). */
   frameCount(n: number, timeoutMs?: number): Promise<number>;
+  /**
+   * The server's close frame as soon as it arrived, before `close` is set: the close event waits for
+   * the TCP connection to end, and the local dev runtime (behind wrangler dev's proxy) does not end it
+   * after the close handshake, so
+   * `ws` fires it only after its own 30 s close timeout.
+   */
+  closeFrame(): { code: number; reason: string } | null;
 }
 
 export function openSocket(url: string, token: string | null, o: { maxPayload?: number } = {}): Promise<RawSocket> {
@@ -31,6 +38,11 @@ export function openSocket(url: string, token: string | null, o: { maxPayload?: 
     async frameCount(n, timeoutMs = 15_000) {
       await waitFor(() => s.frames.length >= n || s.close !== null, { timeoutMs, intervalMs: 20, what: () => `${n} frames (got ${s.frames.length})` });
       return s.frames.length;
+    },
+    closeFrame() {
+      if (s.close) return s.close;
+      const w = ws as unknown as { _closeFrameReceived?: boolean; _closeCode: number; _closeMessage: Buffer };
+      return w._closeFrameReceived ? { code: w._closeCode, reason: w._closeMessage.toString() } : null;
     },
   };
   ws.on("message", (data, binary) => void s.frames.push(binary ? `<binary ${(data as Buffer).length}>` : data.toString()));
