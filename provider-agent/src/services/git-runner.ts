@@ -11,7 +11,7 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { AgentError } from "../errors.js";
-import { childEnv } from "./exec.js";
+import { childEnv, killGroup } from "./exec.js";
 
 /** `truncated`: stdout went past `maxBytes`, git was stopped and only the first `maxBytes` are kept. */
 export type GitRun = { code: number | null; stdout: Buffer; stderr: string; truncated?: boolean };
@@ -72,12 +72,7 @@ export function runGit(args: string[], o: GitRunOptions = {}): Promise<GitRun> {
     let killer: NodeJS.Timeout | null = null;
     let linger: NodeJS.Timeout | null = null;
     const signalGroup = (sig: NodeJS.Signals) => {
-      if (child.pid === undefined) return;
-      try {
-        process.kill(-child.pid, sig);
-      } catch {
-        // ESRCH: the group is gone already.
-      }
+      if (child.pid !== undefined) killGroup(child.pid, sig);
     };
     const stop = () => {
       if (killer) return;
