@@ -32,7 +32,7 @@ import { RunManager } from "./services/runs.js";
 import { diffSnapshots, readBundle, receiveImport } from "./services/snapshot-ops.js";
 import { branchForPullRequest } from "./services/snapshot-branch.js";
 import { defaultSnapshotDir, SnapshotService } from "./services/snapshots.js";
-import { confineError, confineFrame, privateDirs, workspaceRoots, type PrivateDir } from "./workspace-errors.js";
+import { confineError, confineFrame, privateDirs, scrubRoots, workspaceRoots, type PrivateDir } from "./workspace-errors.js";
 
 export const CAPABILITIES = ["exec", "files", "runs", "diff", "stream", "snapshots"];
 
@@ -126,7 +126,7 @@ export class Agent {
     return (this.#runs ??= new RunManager({
       workspace: this.options.workspace,
       // A run's exit may carry an error message: host paths leave it as they leave error replies.
-      out: { sendPaced: (frame) => this.options.out.sendPaced(confineFrame(frame, workspaceRoots(this.options.workspace), this.#privateDirs())) },
+      out: { sendPaced: (frame) => this.options.out.sendPaced(confineFrame(frame, (text) => scrubRoots(text, workspaceRoots(this.options.workspace), this.#privateDirs()))) },
       clock: this.#clock,
       log: this.#log,
       // The CLI always names a snapshot directory; embedders that do not get no end-of-run snapshots.

@@ -105,8 +105,11 @@ function scrubbed(err: AgentError, roots: string[], hidden: PrivateDir[]): Agent
   return message === err.message ? err : new AgentError(err.code, message);
 }
 
-/** A frame with a free-text message (a run's exit error) scrubbed like an error reply; any other frame as it is. */
-export function confineFrame<F extends AgentFrame>(frame: F, roots: string[], hidden: PrivateDir[] = []): F {
+/**
+ * A frame with a free-text message (a run's exit error) put through `scrub` (scrubRoots, as for an
+ * error reply); any other frame as it is, without calling `scrub` (a run's output frames are many).
+ */
+export function confineFrame<F extends AgentFrame>(frame: F, scrub: (text: string) => string): F {
   if (frame.kind !== "run.exit" || frame.error === undefined) return frame;
-  return { ...frame, error: scrubRoots(frame.error, roots, hidden) };
+  return { ...frame, error: scrub(frame.error) };
 }
