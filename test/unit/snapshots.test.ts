@@ -16,6 +16,7 @@ import { BundleReceiver, importSnapshot } from "../../provider-agent/src/service
 import { branchForPullRequest } from "../../provider-agent/src/services/snapshot-branch.js";
 import { diffSnapshots } from "../../provider-agent/src/services/snapshot-ops.js";
 import { SnapshotService, threadHead, threadRefKey } from "../../provider-agent/src/services/snapshots.js";
+import { pidAlive } from "../../scripts/lib/processes.js";
 import { checksums, fingerprint, git, gitEnv } from "../lib/workspace-files.js";
 import { tempDir, waitFor } from "./helpers.js";
 
@@ -325,6 +326,14 @@ describe("a branch ready for a pull request", () => {
     expect(existsSync(path.join(a.workspace, ".git", "refs", "heads", "outpost"))).toBe(false);
   });
 
+  /** A user repository in `w` with one commit (a.txt: "one"). */
+  function userRepository(w: string): void {
+    git(w, "init", "-q", "-b", "main");
+    writeFileSync(path.join(w, "a.txt"), "one\n");
+    git(w, "add", ".");
+    git(w, "commit", "-qm", "base");
+  }
+
   /** A `git` first on PATH that runs the real one, except for the user-side `rev-parse --show-toplevel`: `stuck` there. */
   async function wrappedGit(stuck: string): Promise<() => void> {
     const t = await tempDir("outpost-git-wrapper-");
@@ -338,10 +347,7 @@ describe("a branch ready for a pull request", () => {
 
   it("a git that reads stdin gets end-of-file, not a wait: the branch is made", async () => {
     const a = await env("pr-stdin");
-    git(a.workspace, "init", "-q", "-b", "main");
-    writeFileSync(path.join(a.workspace, "a.txt"), "one\n");
-    git(a.workspace, "add", ".");
-    git(a.workspace, "commit", "-qm", "base");
+    userRepository(a.workspace);
     writeFileSync(path.join(a.workspace, "a.txt"), "two\n");
     const snap = await a.service.take({ snapshotId: sid() });
     const restore = await wrappedGit("cat > /dev/null");
@@ -355,10 +361,7 @@ describe("a branch ready for a pull request", () => {
 
   it("a stuck git is stopped when the request is cancelled: the refusal comes back, nothing is written, the next operation runs", async () => {
     const a = await env("pr-stuck");
-    git(a.workspace, "init", "-q", "-b", "main");
-    writeFileSync(path.join(a.workspace, "a.txt"), "one\n");
-    git(a.workspace, "add", ".");
-    git(a.workspace, "commit", "-qm", "base");
+    userRepository(a.workspace);
     const snap = await a.service.take({ snapshotId: sid() });
     const pidFile = path.join(a.dir, "stuck.pid");
     const restore = await wrappedGit(`echo $$ > ${pidFile}; exec sleep 600`);
@@ -368,14 +371,7 @@ describe("a branch ready for a pull request", () => {
       const pid = Number(await waitFor(() => (existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : ""), 10_000, "the stuck git to start"));
       controller.abort(new AgentError("cancelled", "the request was cancelled"));
       await expect(branching).rejects.toMatchObject({ code: "cancelled" });
-      await waitFor(() => {
-        try {
-          process.kill(pid, 0);
-          return false;
-        } catch {
-          return true;
-        }
-      }, 5_000, "the stuck git to be stopped");
+      await waitFor(() => !pidAlive(pid), 5_000, "the stuck git to be stopped");
     } finally {
       restore();
     }
