@@ -125,9 +125,11 @@ export function pairs(values: string[] | undefined, what: string): Record<string
   return out;
 }
 
-export function integer(value: string | undefined, what: string, min = 0): number | undefined {
+/** A whole number from an option, at least `min` and (when given, as the API's schema has it) at most `max`. */
+export function integer(value: string | undefined, what: string, min = 0, max = Infinity): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value) || Number(value) < min) throw new UsageError(`${what} must be a whole number${min ? ` of at least ${min}` : ""}, not '${value}'`);
+  if (Number(value) > max) throw new UsageError(`${what} may be at most ${max}`);
   return Number(value);
 }
 

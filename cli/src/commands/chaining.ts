@@ -159,10 +159,8 @@ export const chainingCommands: Command[] = [
     async run(ctx, [ref], v) {
       ctx.about(ref!);
       const rules = Object.entries(pairs(list(v.rule), "--rule") ?? {}).map(([match, to]) => ({ match, to: to === "local" ? ("local" as const) : target(to) }));
-      const maxHops = integer(str(v["max-hops"]), "--max-hops", 1);
-      if (maxHops !== undefined && maxHops > MAX_HOPS_LIMIT) throw new UsageError(`--max-hops may be at most ${MAX_HOPS_LIMIT}`);
-      const ackTimeoutMs = integer(str(v["ack-timeout-ms"]), "--ack-timeout-ms", ACK_TIMEOUT_LIMITS_MS.min);
-      if (ackTimeoutMs !== undefined && ackTimeoutMs > ACK_TIMEOUT_LIMITS_MS.max) throw new UsageError(`--ack-timeout-ms may be at most ${ACK_TIMEOUT_LIMITS_MS.max}`);
+      const maxHops = integer(str(v["max-hops"]), "--max-hops", 1, MAX_HOPS_LIMIT);
+      const ackTimeoutMs = integer(str(v["ack-timeout-ms"]), "--ack-timeout-ms", ACK_TIMEOUT_LIMITS_MS.min, ACK_TIMEOUT_LIMITS_MS.max);
       const routing = await ctx.client().setRoutes(ref!, { rules, maxHops, ackTimeoutMs });
       print(ctx, { routing }, () => `${ref}: ${routing.rules.length} rule${routing.rules.length === 1 ? "" : "s"}, at most ${routing.maxHops} hops, acknowledged within ${routing.ackTimeoutMs} ms`);
     },
