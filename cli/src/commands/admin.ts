@@ -13,14 +13,14 @@ const hostToken = (name: string, summary: string): Command => ({
     ttl: {
       type: "string",
       value: "DURATION",
-      description: `how long it lasts: seconds, or 90m, 12h, 30d (default one year, ${lifetimeText(TOKEN_LIFETIME.host.defaultSeconds)}; at most five years, ${lifetimeText(TOKEN_LIFETIME.host.maxSeconds)}; at least 60 s)`,
+      description: `how long it lasts: seconds, or 90m, 12h, 30d (default one year, ${lifetimeText(TOKEN_LIFETIME.host.defaultSeconds)}; at most five years, ${lifetimeText(TOKEN_LIFETIME.host.maxSeconds)}; at least ${MIN_TOKEN_TTL_SECONDS} s)`,
     },
   },
   json: true,
   positionals: { min: 1, max: 1 },
   async run(ctx, [hostName], v) {
     const providers = str(v.providers)?.split(",").filter(Boolean);
-    const r = await ctx.client().createHostToken({ name: hostName!, providers, ttlSeconds: duration(str(v.ttl), "--ttl", { min: 60, max: TOKEN_LIFETIME.host.maxSeconds }) });
+    const r = await ctx.client().createHostToken({ name: hostName!, providers, ttlSeconds: duration(str(v.ttl), "--ttl", { min: MIN_TOKEN_TTL_SECONDS, max: TOKEN_LIFETIME.host.maxSeconds }) });
     print(ctx, r, () => r.token);
   },
 });
@@ -37,7 +37,7 @@ const userToken: Command = {
     ttl: {
       type: "string",
       value: "DURATION",
-      description: `how long it lasts: seconds, or 90m, 12h, 7d (default ${lifetimeText(TOKEN_LIFETIME.api.defaultSeconds)}; at most ${lifetimeText(TOKEN_LIFETIME.api.maxSeconds)}; at least 60 s)`,
+      description: `how long it lasts: seconds, or 90m, 12h, 7d (default ${lifetimeText(TOKEN_LIFETIME.api.defaultSeconds)}; at most ${lifetimeText(TOKEN_LIFETIME.api.maxSeconds)}; at least ${MIN_TOKEN_TTL_SECONDS} s)`,
     },
   },
   json: true,
