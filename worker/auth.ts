@@ -4,16 +4,14 @@
  */
 import { errors, jwtVerify, SignJWT, type JWTPayload } from "jose";
 import type { MiddlewareHandler } from "hono";
-import { AgentClaims, AUDIENCE, HostClaims, lifetimeText, Role, TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_ISSUER, TOKEN_LIFETIME, UserClaims, type SpawnClaim } from "@outpost/protocol";
+import { AgentClaims, AUDIENCE, HostClaims, lifetimeText, Role, roleAtLeast, TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_ISSUER, TOKEN_LIFETIME, UserClaims, type SpawnClaim } from "@outpost/protocol";
 import type { Env } from "./env.js";
 import { HttpError } from "./problem.js";
 
 const ALG = "HS256";
-/** The JWS algorithm every Outpost token is signed with. */
-export const SIGNING_ALG = ALG;
 const keys = new Map<string, Uint8Array>();
 
-export function signingKey(env: Env): Uint8Array {
+function signingKey(env: Env): Uint8Array {
   const secret = env.OUTPOST_JWT_SECRET;
   if (!secret || secret.length < 32) {
     throw new HttpError(500, "misconfigured", "OUTPOST_JWT_SECRET is missing or shorter than 32 characters.");
@@ -109,6 +107,24 @@ export async function signHostToken(env: Env, claims: HostClaims, ttlSeconds: nu
 }
 
 /**
+ * User/API tokens issued through the API (POST /v1/tokens, see user-tokens.ts), expiring `ttlSeconds`
+ * from now; `issuedBy` records who minted it (the Worker reads only org, role and sub).
+ */
+export async function signUserToken(env: Env, claims: UserClaims & { issuedBy: string }, ttlSeconds: number): Promise<{ token: string; expiresAt: Date }> {
+  const iat = Math.floor(Date.now() / 1000);
+  const exp = iat + ttlSeconds;
+  const token = await new SignJWT({ org: claims.org, role: claims.role, issuedBy: claims.issuedBy })
+    .setProtectedHeader({ alg: ALG, typ: "JWT" })
+    .setIssuer(TOKEN_ISSUER)
+    .setAudience(AUDIENCE.api)
+    .setSubject(claims.sub)
+    .setIssuedAt(iat)
+    .setExpirationTime(exp)
+    .sign(signingKey(env));
+  return { token, expiresAt: new Date(exp * 1000) };
+}
+
+/**
  * The one way an environment's agent token is made. Agent tokens do not expire: they are revoked
  * by bumping the environment's generation. A token of an environment granted the spawn scope
  * carries it (claim `spawn`, see protocol/src/spawn.ts); `null` leaves the claim out.
@@ -123,8 +139,6 @@ export async function agentTokenFor(env: Env, environment: { id: string; org: st
     .sign(signingKey(env));
 }
 
-const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
-
 export type AuthVars = { user: UserClaims };
 
 /**
@@ -135,7 +149,7 @@ export function requireRole(min: Role, opts: { allowQuery?: boolean } = {}): Mid
   return async (c, next) => {
     const fromQuery = opts.allowQuery && !c.req.header("authorization") ? c.req.query("access_token") : undefined;
     const user = await verifyUserToken(c.env, fromQuery ?? bearerToken(c.req.raw));
-    if (RANK[user.role] < RANK[min]) {
+    if (!roleAtLeast(user.role, min)) {
       throw new HttpError(403, "forbidden", `This action needs the '${min}' role; the token has '${user.role}'.`);
     }
     c.set("user", user);

@@ -4,9 +4,8 @@
  * Durable Object or D1 is touched, and nothing is stored: a token is retired by letting it expire.
  */
 import { Hono } from "hono";
-import { SignJWT } from "jose";
-import { AUDIENCE, mayIssueRole, TOKEN_ISSUER, TOKEN_LIFETIME, UserTokenBody, type UserTokenResponse } from "@outpost/protocol";
-import { requireRole, SIGNING_ALG, signingKey, type AuthVars } from "./auth.js";
+import { mayIssueRole, TOKEN_LIFETIME, UserTokenBody, type UserTokenResponse } from "@outpost/protocol";
+import { requireRole, signUserToken, type AuthVars } from "./auth.js";
 import type { Env } from "./env.js";
 import { HttpError } from "./problem.js";
 import { parseBody, readJson } from "./validate.js";
@@ -18,17 +17,7 @@ export const userTokens = new Hono<{ Bindings: Env; Variables: AuthVars }>().pos
     throw new HttpError(403, "forbidden", `A token may be given at most the role of the token that issues it: this one has '${issuer.role}', not '${body.role}'.`);
   }
   const sub = body.name ?? `${issuer.sub}/${body.role}`.slice(0, 256);
-  const iat = Math.floor(Date.now() / 1000);
-  const exp = iat + (body.ttlSeconds ?? TOKEN_LIFETIME.api.defaultSeconds);
-  // `issuedBy` records who minted it; the Worker reads only org, role and sub.
-  const token = await new SignJWT({ org: issuer.org, role: body.role, issuedBy: issuer.sub })
-    .setProtectedHeader({ alg: SIGNING_ALG, typ: "JWT" })
-    .setIssuer(TOKEN_ISSUER)
-    .setAudience(AUDIENCE.api)
-    .setSubject(sub)
-    .setIssuedAt(iat)
-    .setExpirationTime(exp)
-    .sign(signingKey(c.env));
-  const answer: UserTokenResponse = { token, org: issuer.org, role: body.role, sub, expiresAt: new Date(exp * 1000).toISOString() };
+  const { token, expiresAt } = await signUserToken(c.env, { org: issuer.org, role: body.role, sub, issuedBy: issuer.sub }, body.ttlSeconds ?? TOKEN_LIFETIME.api.defaultSeconds);
+  const answer: UserTokenResponse = { token, org: issuer.org, role: body.role, sub, expiresAt: expiresAt.toISOString() };
   return c.json(answer, 201);
 });

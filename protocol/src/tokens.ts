@@ -14,6 +14,9 @@ export const AUDIENCE = {
 
 export const Role = z.enum(["admin", "operator", "viewer"]);
 export type Role = z.infer<typeof Role>;
+const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
+/** Whether `role` has at least the rights of `min` (admin, then operator, then viewer). */
+export const roleAtLeast = (role: Role, min: Role): boolean => RANK[role] >= RANK[min];
 
 const OrgName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/);
 

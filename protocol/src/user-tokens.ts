@@ -5,7 +5,7 @@
  */
 import * as z from "zod";
 import { lifetimeText, TOKEN_LIFETIME } from "./token-lifetimes.js";
-import { Role } from "./tokens.js";
+import { Role, roleAtLeast } from "./tokens.js";
 
 /** Who the token names (its `sub`): a person, a CI job, a script. */
 export const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,127}$/;
@@ -38,6 +38,5 @@ export const UserTokenResponse = z.object({
 });
 export type UserTokenResponse = z.infer<typeof UserTokenResponse>;
 
-const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
 /** Whether a token of role `issuer` may issue one of role `role`: never a higher one. */
-export const mayIssueRole = (issuer: Role, role: Role): boolean => RANK[role] <= RANK[issuer];
+export const mayIssueRole = (issuer: Role, role: Role): boolean => roleAtLeast(issuer, role);
