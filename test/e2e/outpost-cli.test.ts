@@ -4,7 +4,7 @@
  * Each test sets up what it needs (the shared environments are made once, by whichever test asks
  * first), so any one of them runs alone (`-t`) or in another order.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -15,8 +15,9 @@ import { ApiError, Client, queryTokenWebSocket } from "@outpost/client";
 import { ACK_TIMEOUT_LIMITS_MS, type ExecStreamLine } from "@outpost/protocol";
 import { COMMANDS } from "../../cli/src/commands/index.js";
 import { ROOT } from "../../scripts/lib/dev-vars.js";
+import { git as gitIn } from "../lib/workspace-files.js";
 import { decodeJwt } from "jose";
-import { connectAgent } from "./environments.js";
+import { connectAgent, startEnvironment } from "./environments.js";
 import { exitWithin, startHarness, type Harness } from "./helpers.js";
 
 let h: Harness;
@@ -347,24 +348,24 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
     expect(refused.stderr).toMatch(/^outpost: not a git repository: .*git init.*--mail.*\(HTTP 409, invalid_state\)/s);
 
     const repo = `${NAME}-repo`;
-    const created = parsed(await outpost(["env", "create", repo, "--provider", "local", "--json"], { env: admin() }));
-    const { workspace } = await h.workspace();
-    await mkdir(workspace, { recursive: true });
-    const git = (...a: string[]) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@e", ...a], { cwd: workspace, encoding: "utf8" });
-    git("init", "-q", "-b", "main");
-    writeFileSync(join(workspace, "README.md"), "# repo\n");
-    git("add", ".");
-    git("commit", "-qm", "base");
-    await connectAgent(h, repo, created.agentToken, workspace);
+    const { id: repoId, workspace } = await startEnvironment(h, repo, {
+      prepare: (w) => {
+        gitIn(w, "init", "-q", "-b", "main");
+        writeFileSync(join(w, "README.md"), "# repo\n");
+        gitIn(w, "add", ".");
+        gitIn(w, "commit", "-qm", "base");
+      },
+    });
+    const git = (...a: string[]) => gitIn(workspace, ...a);
     // A snapshot taken elsewhere: a workspace without .git is refused before the snapshot is carried over.
     const fromRepo = (await h.admin.createSnapshot({ environment: repo })).id;
     const notThere = await outpost(["snapshots", "branch", fromRepo, "--env", NAME], { env: admin(), timeoutMs: 30_000 });
     expect(notThere.code).toBe(1);
     expect(notThere.stderr).toMatch(/not a git repository/);
-    expect((await h.admin.getSnapshot(fromRepo)).environments).toEqual([created.environment.id]);
+    expect((await h.admin.getSnapshot(fromRepo)).environments).toEqual([repoId]);
 
     const made = parsed(await outpost(["snapshots", "branch", snapId, "--env", repo, "--name", "cli-pr", "--json"], { env: admin(), timeoutMs: 60_000 }));
-    expect(made.branch).toMatchObject({ branch: "outpost/cli-pr", environmentId: created.environment.id, changed: expect.arrayContaining(["notes/hi.txt"]) });
+    expect(made.branch).toMatchObject({ branch: "outpost/cli-pr", environmentId: repoId, changed: expect.arrayContaining(["notes/hi.txt"]) });
     expect(git("rev-parse", "outpost/cli-pr").trim()).toBe(made.branch.commit);
     expect(git("rev-parse", "outpost/cli-pr^").trim()).toBe(git("rev-parse", "main").trim());
     expect(git("status", "--porcelain")).toBe("");
@@ -392,11 +393,10 @@ describe("the outpost CLI and the typed client, against the real Worker and agen
   it("every read command prints JSON with --json: the API's own record, under its key", async () => {
     // What the reads read, made here: a run, a snapshot, an objective with a thread.
     await primary();
-    const client = new Client(h.cp.url, h.admin.token);
-    const runId = (await client.createRun(NAME, { agent: { command: ["true"] } })).id;
-    const snapId = (await client.createSnapshot({ environment: NAME, message: "for --json" })).id;
-    const objectiveId = (await client.createObjective({ title: "json objective" })).id;
-    const threadId = (await client.createThread({ objectiveId, title: "json thread" })).id;
+    const runId = (await h.admin.createRun(NAME, { agent: { command: ["true"] } })).id;
+    const snapId = (await h.admin.createSnapshot({ environment: NAME, message: "for --json" })).id;
+    const objectiveId = (await h.admin.createObjective({ title: "json objective" })).id;
+    const threadId = (await h.admin.createThread({ objectiveId, title: "json thread" })).id;
     /** The arguments each read command gets here and the key its JSON must have; a new read command must be added. */
     const cases: Record<string, { args: string[]; key: string }> = {
       "env list": { args: [], key: "environments" },
