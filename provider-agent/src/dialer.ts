@@ -2,7 +2,8 @@
  * The part of a link to the control plane that the agent (`Link`) and the provider host
  * (`HostLink`) share: dial out with a bearer token, keep the connection alive with text pings and
  * notice a half-open one by missing pongs, tell a refusal worth retrying from one that is not,
- * reconnect forever with jittered backoff (from the start again once a connection has stayed up),
+ * reconnect forever with jittered backoff (prompt for the first minute of an outage, from the start
+ * again once a connection has stayed up),
  * and stop cleanly. What is said on the connection (hello, welcome, frames) is the owner's, through
  * the hooks.
  */
@@ -63,6 +64,8 @@ export class Dialer {
   #finish!: (end: LinkEnd) => void;
   #conn: Connection | null = null;
   #attempt = 0;
+  /** When the outage began: the last stable link ended, or the first dial (null while a link is stable). */
+  #downSince: number | null = null;
   #heartbeatMs: number;
   #reconnect: TimerHandle | null = null;
   #closeGrace: TimerHandle | null = null;
@@ -112,6 +115,7 @@ export class Dialer {
     conn.stable = this.clock.setTimeout(() => {
       conn.stable = null;
       this.#attempt = 0;
+      this.#downSince = null;
     }, this.options.stableMs ?? DEFAULT_STABLE_MS);
   }
 
@@ -133,6 +137,7 @@ export class Dialer {
 
   #connect(): void {
     this.#reconnect = null;
+    this.#downSince ??= this.clock.now();
     const { url, token } = this.options;
     this.log.info(`connecting to ${url}`);
     const ws = new WebSocket(url, {
@@ -207,7 +212,9 @@ export class Dialer {
     if (this.#stopping) return this.#end({ kind: "stopped" });
     if (conn.fatal) return this.#end(conn.fatal);
     if (FATAL_CLOSE_CODES.has(code)) return this.#end({ kind: "fatal", code, reason: `the control plane closed the link: ${code} ${reason}`.trim() });
-    const delay = Math.round(backoffDelay(this.#attempt, this.options.backoff));
+    const now = this.clock.now();
+    this.#downSince ??= now;
+    const delay = Math.round(backoffDelay(this.#attempt, now - this.#downSince, this.options.backoff));
     this.#attempt++;
     if (!conn.refused) this.log.info(`disconnected (${code}${reason ? ` ${reason}` : ""}); reconnecting in ${delay} ms`);
     else this.log.info(`reconnecting in ${delay} ms`);

@@ -218,6 +218,39 @@ describe("link", () => {
     clock.advance(1_000); // stable: the next failure starts over
     await dropAndWait(2, [100, 200, 100]);
   });
+
+  it("retries at most the prompt cap apart for the first minute of an outage, then up to the long cap", async () => {
+    const clock = new ManualClock();
+    let refusing = false;
+    const { edge, lines } = await withEdge(
+      { refuse: () => (refusing ? { status: 503, body: "away" } : null) },
+      { clock: clock as Clock, backoff: { baseMs: 100, maxMs: 10_000, promptMs: 60_000, promptMaxMs: 2_000, random: () => 1 }, stableMs: 1_000 },
+    );
+    const delays = () => lines.flatMap((l) => /reconnecting in (\d+) ms/.exec(l)?.[1] ?? []).map(Number);
+    await edge.connection(0);
+    await waitFor(() => lines.some((l) => l.includes("welcomed")), 5_000, "the welcome");
+    clock.advance(1_000); // stable
+    refusing = true;
+    edge.connections[0]!.ws.close(1011);
+    // Each refused retry is answered at once; the clock only moves when the test says so.
+    let retries = 0;
+    while (clock.now() < 1_000 + 70_000 && retries < 100) {
+      retries++;
+      await waitFor(() => delays().length === retries, 5_000, `reconnect delay ${retries}`);
+      clock.advance(delays().at(-1)!);
+    }
+    await waitFor(() => delays().length === retries + 1, 5_000, "the last reconnect delay");
+    const seen = delays();
+    // 100 ms doubling, held at 2 s while the outage is under a minute old …
+    expect(seen.slice(0, 6)).toEqual([100, 200, 400, 800, 1_600, 2_000]);
+    const brief = seen.filter((_, i) => seen.slice(0, i).reduce((a, d) => a + d, 0) < 60_000);
+    expect(Math.max(...brief)).toBe(2_000);
+    // … then the long cap.
+    expect(seen.at(-1)).toBe(10_000);
+    refusing = false;
+    clock.advance(seen.at(-1)!);
+    await waitFor(() => lines.filter((l) => l.includes("welcomed")).length === 2, 5_000, "the second welcome");
+  });
 });
 
 async function freePort(): Promise<number> {
