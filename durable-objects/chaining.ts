@@ -262,29 +262,35 @@ export class Chaining {
       w = { exec: exec.value };
     }
     if ("exec" in w) {
-      const started = this.h.relay.execStream(w.exec);
-      if (!started.ok) return failed(started.error);
+      // The relay hands its lines over as objects: reshaped here and encoded once, never parsed back.
       const out = new LineWriter<ForwardLine>();
-      void (async () => {
-        let execId: string | null = null;
-        try {
-          for await (const line of readLines(started.value)) {
-            if (execId) this.watches.progress(execId);
-            if (line.type === "started") {
-              const id = (execId = String(line.execId));
+      let execId: string | null = null;
+      const started = this.h.relay.execLines(w.exec, {
+        line: (line) => {
+          if (execId) this.watches.progress(execId);
+          switch (line.type) {
+            case "started": {
+              const id = (execId = line.execId);
               this.track(req.forwardId, () => Promise.resolve(this.h.relay.cancelExec(id)));
               this.watches.watch(id, { ackTimeoutMs: req.trail.ackTimeoutMs, staleMs: this.h.agentStaleMs() });
-            } else if (line.type === "exit") await out.write({ ...(line as object), type: "exit", route } as ForwardLine);
-            else if (line.type === "error") await out.write({ type: "error", code: String(line.code), message: `Hop '${row.name}' failed: ${String(line.message)}`, hop: row.name, route });
-            else await out.write(line as ForwardLine);
+              return Promise.resolve();
+            }
+            case "exit":
+              return out.write({ ...line, route });
+            case "error":
+              return out.write({ type: "error", code: line.code, message: `Hop '${row.name}' failed: ${line.message}`, hop: row.name, route });
+            default:
+              return out.write(line);
           }
-        } finally {
+        },
+        end: () => {
           // Whatever ends the stream, the hop's timer must not outlive it (it would keep the object awake).
           if (execId) this.watches.stop(execId);
           this.inflight.delete(req.forwardId);
-          await out.close();
-        }
-      })();
+          return out.close();
+        },
+      });
+      if (!started.ok) return failed(started.error);
       return ok(out.readable);
     }
     if ("file" in w) {
@@ -322,19 +328,22 @@ export class Chaining {
       const hop = problem.hop ? `${row.name}/${problem.hop}` : row.name;
       return fail(problem.code ?? "agent_error", `Hop '${row.name}': the remote deployment ${new URL(url).host} answered ${res.status}: ${problem.detail ?? res.statusText}`, { hop });
     }
-    const out = new LineWriter<ForwardLine>();
-    const lines = res.body;
-    void (async () => {
-      for await (const line of readLines(lines)) {
-        if (line.type === "started") {
+    // Passed on as bytes: only the first line is read, the other deployment's `started` (its forwardId, to cancel there).
+    return ok(
+      relayLines(res.body, {
+        first: (line) => {
+          if (line?.type !== "started") return false;
           const remoteId = encodeURIComponent(String(line.forwardId));
           this.track(req.forwardId, () => fetch(`${base}/forward/${remoteId}/cancel`, { method: "POST", headers: { authorization: headers.authorization } }));
-        } else await out.write(line as ForwardLine);
-      }
-      this.inflight.delete(req.forwardId);
-      await out.close();
-    })();
-    return ok(out.readable);
+          return true;
+        },
+        end: () => {
+          this.inflight.delete(req.forwardId);
+          return null;
+        },
+        onCancel: () => this.cancel(req.forwardId),
+      }),
+    );
   }
 
   private async resolve(org: string, target: Target, trail: Trail): Promise<Outcome<Hop[]>> {

@@ -64,15 +64,33 @@ export interface RelayEnd {
 
 /**
  * Passes an ndjson byte stream on as it is, without parsing it: only its last line is read, at the
- * end, so `end` can add a closing line (or not). `prefix` goes out first. Paced by the reader. A
- * reader that goes away (noticed when it cancels, or by the first write after, as across an RPC
- * stream) cancels the source and calls `onCancel`, so the work behind the stream stops too.
+ * end, so `end` can add a closing line (or not). `prefix` goes out first. `first`, if given, is
+ * handed the source's first line (parsed) and may take it out of the stream (answer true). Paced by
+ * the reader. A reader that goes away (noticed when it cancels, or by the first write after, as
+ * across an RPC stream) cancels the source and calls `onCancel`, so the work behind the stream stops too.
  */
-export function relayLines(source: ReadableStream<Uint8Array>, o: { prefix?: unknown; end(e: RelayEnd): unknown; onCancel(): Promise<unknown> }): ReadableStream<Uint8Array> {
+export function relayLines(
+  source: ReadableStream<Uint8Array>,
+  o: { prefix?: unknown; first?(line: Record<string, unknown> | null): boolean; end(e: RelayEnd): unknown; onCancel(): Promise<unknown> },
+): ReadableStream<Uint8Array> {
   const pipe = new TransformStream<Uint8Array, Uint8Array>();
   const writer = pipe.writable.getWriter();
   const reader = source.getReader();
   const tail = new LastLine();
+  /** The first line's bytes while it is incomplete (only when `first` asks for it). */
+  let head: Uint8Array[] | null = o.first ? [] : null;
+  const pass = async (chunk: Uint8Array) => {
+    if (chunk.length === 0) return;
+    tail.push(chunk);
+    await writer.write(chunk);
+  };
+  /** Hands the first line to `first`; passes it on unless taken, then whatever followed it. */
+  const takeHead = async (line: Uint8Array[], rest: Uint8Array) => {
+    head = null;
+    if (!o.first!(decodeLine(line))) for (const part of line) await pass(part);
+    else if (rest.length > 0 && rest[0] === 10) rest = rest.subarray(1);
+    await pass(rest);
+  };
   const encode = (line: unknown) => new TextEncoder().encode(`${JSON.stringify(line)}\n`);
   let gone = false;
   const readerGone = () => {
@@ -87,7 +105,7 @@ export function relayLines(source: ReadableStream<Uint8Array>, o: { prefix?: unk
       if (o.prefix !== undefined) await writer.write(encode(o.prefix));
       let broke: unknown = null;
       for (;;) {
-        let r: ReadableStreamReadResult<Uint8Array>;
+        let r: Awaited<ReturnType<typeof reader.read>>;
         try {
           r = await reader.read();
         } catch (e) {
@@ -95,9 +113,15 @@ export function relayLines(source: ReadableStream<Uint8Array>, o: { prefix?: unk
           break;
         }
         if (r.done) break;
-        tail.push(r.value);
-        await writer.write(r.value);
+        if (!head) {
+          await pass(r.value);
+          continue;
+        }
+        const nl = r.value.indexOf(10);
+        if (nl < 0) head.push(r.value);
+        else await takeHead([...head, r.value.subarray(0, nl)], r.value.subarray(nl));
       }
+      if (head) await takeHead(head, new Uint8Array(0));
       if (gone) return;
       const extra = o.end({ last: tail.parsed(), broke });
       if (extra !== null && extra !== undefined) await writer.write(encode(extra));
@@ -124,8 +148,11 @@ class LastLine {
   }
 
   parsed(): Record<string, unknown> | null {
-    const bytes = this.partial.some((p) => p.length > 0) ? this.partial : this.line;
-    const decoder = new TextDecoder();
-    return parse(bytes.map((b) => decoder.decode(b, { stream: true })).join("") + decoder.decode());
+    return decodeLine(this.partial.some((p) => p.length > 0) ? this.partial : this.line);
   }
+}
+
+function decodeLine(bytes: Uint8Array[]): Record<string, unknown> | null {
+  const decoder = new TextDecoder();
+  return parse(bytes.map((b) => decoder.decode(b, { stream: true })).join("") + decoder.decode());
 }

@@ -18,6 +18,7 @@ import {
   type OpResult,
 } from "@outpost/protocol";
 import type { EventLog } from "./events.js";
+import { LineWriter } from "./lines.js";
 import type { EdgeLink } from "./link.js";
 import { fail, ok, type Outcome } from "./outcome.js";
 import type { PendingRequests, ReplyOutcome } from "./pending.js";
@@ -70,22 +71,29 @@ export class Relay {
    * only as the HTTP reader takes it.
    */
   execStream(params: ExecParams): Outcome<ReadableStream<Uint8Array>> {
+    const out = new LineWriter<ExecStreamLine>();
+    const started = this.execLines(params, { line: (l) => out.write(l), end: () => out.close() });
+    return started.ok ? ok(out.readable) : started;
+  }
+
+  /**
+   * The lines of a streamed exec handed to `line` as objects, never encoded here, so a hop that
+   * reshapes them (chaining.ts runHere) does not parse back what was just written. Credit follows
+   * `line`'s promise: the agent sends more once the line is taken. `end` comes after the last line.
+   */
+  execLines(params: ExecParams, sink: { line(l: ExecStreamLine): Promise<void>; end(): Promise<void> }): Outcome<string> {
       const ready = this.h.agent();
       if (!ready.ok) return ready;
       const ws = ready.value;
       const timeoutMs = params.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
       const id = crypto.randomUUID();
-      const pipe = new TransformStream<Uint8Array, Uint8Array>();
-      const writer = pipe.writable.getWriter();
-      const encoder = new TextEncoder();
       const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
-      const line = (l: ExecStreamLine) => writer.write(encoder.encode(`${JSON.stringify(l)}\n`)).catch(() => undefined);
-      void line({ type: "started", execId: id });
+      void sink.line({ type: "started", execId: id });
       const reply = this.h.pending.open(id, timeoutMs + this.h.timing.execGraceMs, () => this.h.link.send(ws, { v: 1, kind: "cancel", re: id }), (c) => {
         const stream = c.stream ?? "stdout";
         const text = decoders[stream].decode(base64ToBytes(c.data), { stream: true });
         // Credit is granted once the reader has taken the line: a slow reader slows the agent.
-        void line({ type: stream, data: text }).then(() => this.h.link.grantCredit(this.h.agentSocket(), id, c.n + INITIAL_CREDIT));
+        void sink.line({ type: stream, data: text }).then(() => this.h.link.grantCredit(this.h.agentSocket(), id, c.n + INITIAL_CREDIT));
       });
       const seq = this.h.link.send(ws, { v: 1, kind: "request", id, op: "exec", params: { ...params, stream: true, timeoutMs }, timeoutMs });
       if (seq !== null) this.execSeqs.set(id, seq);
@@ -96,14 +104,14 @@ export class Relay {
         if (parsed?.success) {
           const x = parsed.data;
           this.logExec(params, x);
-          await line({ type: "exit", exitCode: x.exitCode, signal: x.signal ?? null, durationMs: x.durationMs, timedOut: x.timedOut, cancelled: x.cancelled });
+          await sink.line({ type: "exit", exitCode: x.exitCode, signal: x.signal ?? null, durationMs: x.durationMs, timedOut: x.timedOut, cancelled: x.cancelled });
         } else {
           const error = r.ok ? { code: "agent_error", message: "The agent sent a malformed exec result." } : r.error;
-          await line({ type: "error", code: error.code, message: error.message });
+          await sink.line({ type: "error", code: error.code, message: error.message });
         }
-        await writer.close().catch(() => undefined);
+        await sink.end();
       });
-      return ok(pipe.readable);
+      return ok(id);
   }
 
   /** Cancels an exec in flight: the agent signals its whole process group. */
