@@ -66,6 +66,8 @@ export interface AgentOptions {
   snapshotDir?: string;
   /** The directory of the agent's state file: like the two above, never named by its host path in what leaves the agent. */
   stateDir?: string;
+  /** Where the link spills unacknowledged frames (--spool-dir), hidden likewise. */
+  spoolDir?: string;
 }
 
 type InFlight = {
@@ -150,11 +152,12 @@ export class Agent {
 
   /** The agent's own directories, named by a stand-in in messages that leave it. */
   #privateDirs(): PrivateDir[] {
-    const { workspace, snapshotDir, diffBaseDir, stateDir } = this.options;
+    const { workspace, snapshotDir, diffBaseDir, stateDir, spoolDir } = this.options;
     return privateDirs([
       { dir: snapshotDir ?? defaultSnapshotDir(workspaceKey(workspace)), as: "(agent snapshots)" },
       { dir: diffBaseDir ?? defaultDiffBaseDir(workspaceKey(workspace)), as: "(agent diff base)" },
       { dir: stateDir, as: "(agent state)" },
+      { dir: spoolDir, as: "(agent spool)" },
     ]);
   }
 

@@ -216,7 +216,7 @@ async function run(config: Config): Promise<number> {
     secrets.push(token);
     forward.setToken(token);
   };
-  const theAgent = new Agent({ workspace: config.workspace, out: link, log, clock, snapshotDir, stateDir: path.dirname(config.stateFile), onShutdown: () => void stopGracefully(), onToken });
+  const theAgent = new Agent({ workspace: config.workspace, out: link, log, clock, snapshotDir, stateDir: path.dirname(config.stateFile), spoolDir: config.spoolDir ?? undefined, onShutdown: () => void stopGracefully(), onToken });
   agent = theAgent;
   // A workspace without git gets its diff base now, before commands change it.
   theAgent.diffs.prepare().catch((err: unknown) => log.warn(`cannot record the diff base: ${errorText(err)}`));

@@ -4,7 +4,7 @@
  * open '/srv/…/workspace/a.txt'"); it is rewritten from its errno code, system call and the
  * workspace-relative path, and any other message has the workspace's absolute path taken out.
  * The agent's own directories outside the workspace (its state, the shadow repository, the diff
- * base) are named by a stand-in, "(agent state)/…", never by their host path.
+ * base, the spool) are named by a stand-in, "(agent state)/…", never by their host path.
  */
 import { realpathSync } from "node:fs";
 import path from "node:path";

@@ -1,6 +1,6 @@
 /**
  * The agent's own directories outside the workspace (its state directory, the shadow repository's
- * directory, the diff base) never leave it by their host path: error replies and a run's exit
+ * directory, the diff base, the spool) never leave it by their host path: error replies and a run's exit
  * message name them by a stand-in. Through the agent's own dispatch with a real, broken shadow
  * repository; and the rewriting itself.
  */
@@ -42,6 +42,23 @@ describe("the agent's private directories in what leaves it", () => {
       const reply = await waitFor(() => out.frames.find((f): f is Extract<AgentFrame, { kind: "reply" }> => f.kind === "reply" && f.re === "r1"), 30_000, "the reply");
       if (reply.ok) throw new Error("snapshot.take should fail on a broken shadow repository");
       expect(reply.error.message).toContain("(agent snapshots)/shadow.git");
+      expect(reply.error.message).not.toContain(base.dir);
+    } finally {
+      await agent.runs.shutdown();
+      agent.runs.dispose();
+    }
+  });
+
+  it("the spool directory (--spool-dir) is named by a stand-in in an error reply too", async () => {
+    const spoolDir = path.join(base.dir, "spool");
+    await mkdir(spoolDir);
+    const out = new FrameRecorder();
+    const agent = new Agent({ workspace: ws, out, snapshotDir, stateDir, spoolDir });
+    try {
+      agent.handle({ v: 1, kind: "request", id: "r2", op: "exec", params: { command: [path.join(spoolDir, "no-such-tool")] }, timeoutMs: 30_000 });
+      const reply = await waitFor(() => out.frames.find((f): f is Extract<AgentFrame, { kind: "reply" }> => f.kind === "reply" && f.re === "r2"), 30_000, "the reply");
+      if (reply.ok) throw new Error("exec of a missing program should fail");
+      expect(reply.error.message).toContain("(agent spool)/no-such-tool");
       expect(reply.error.message).not.toContain(base.dir);
     } finally {
       await agent.runs.shutdown();
