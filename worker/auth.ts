@@ -9,17 +9,22 @@ import type { Env } from "./env.js";
 import { HttpError } from "./problem.js";
 
 const ALG = "HS256";
-const keys = new Map<string, Uint8Array>();
+/**
+ * The HMAC key, imported once per secret and isolate: handed raw bytes, jose imports a CryptoKey
+ * on every sign and verify, which was the largest single cost of an authenticated request.
+ */
+const keys = new Map<string, Promise<CryptoKey>>();
 
-function signingKey(env: Env): Uint8Array {
+function signingKey(env: Env): Promise<CryptoKey> {
   const secret = env.OUTPOST_JWT_SECRET;
   if (!secret || secret.length < 32) {
-    throw new HttpError(500, "misconfigured", "OUTPOST_JWT_SECRET is missing or shorter than 32 characters.");
+    return Promise.reject(new HttpError(500, "misconfigured", "OUTPOST_JWT_SECRET is missing or shorter than 32 characters."));
   }
   let key = keys.get(secret);
   if (!key) {
-    key = new TextEncoder().encode(secret);
+    key = crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
     keys.set(secret, key);
+    key.catch(() => keys.delete(secret));
   }
   return key;
 }
@@ -37,7 +42,7 @@ const INVALID = { "www-authenticate": 'Bearer error="invalid_token"' };
 async function verify(env: Env, token: string, audience: string, lifetime?: TokenLifetime): Promise<JWTPayload> {
   let payload: JWTPayload;
   try {
-    ({ payload } = await jwtVerify(token, signingKey(env), { issuer: TOKEN_ISSUER, audience, algorithms: [ALG] }));
+    ({ payload } = await jwtVerify(token, await signingKey(env), { issuer: TOKEN_ISSUER, audience, algorithms: [ALG] }));
   } catch (e) {
     if (e instanceof errors.JWTExpired) throw new HttpError(401, "unauthorized", "The token has expired; get a new one.", {}, INVALID);
     if (e instanceof errors.JWTClaimValidationFailed && e.claim === "aud") {
@@ -103,7 +108,7 @@ export async function signHostToken(env: Env, claims: HostClaims, ttlSeconds: nu
     .setSubject(claims.sub)
     .setIssuedAt()
     .setExpirationTime(`${ttlSeconds}s`)
-    .sign(signingKey(env));
+    .sign(await signingKey(env));
 }
 
 /**
@@ -120,7 +125,7 @@ export async function signUserToken(env: Env, claims: UserClaims & { issuedBy: s
     .setSubject(claims.sub)
     .setIssuedAt(iat)
     .setExpirationTime(exp)
-    .sign(signingKey(env));
+    .sign(await signingKey(env));
   return { token, expiresAt: new Date(exp * 1000) };
 }
 
@@ -136,7 +141,7 @@ export async function agentTokenFor(env: Env, environment: { id: string; org: st
     .setAudience(AUDIENCE.agent)
     .setSubject(environment.id)
     .setIssuedAt()
-    .sign(signingKey(env));
+    .sign(await signingKey(env));
 }
 
 export type AuthVars = { user: UserClaims };
