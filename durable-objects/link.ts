@@ -35,6 +35,11 @@ export class EdgeLink {
   private readonly grants = new Map<string, number>();
   /** Per socket: the recv processed, and the recv its attachment holds. */
   private positions = new WeakMap<WebSocket, { recv: number; saved: number; resume: number | undefined }>();
+  /**
+   * The lowest seq in the durable outbox (null: it is empty; undefined: not read since this wake),
+   * so that the ack every agent frame carries costs no query while no durable frame waits.
+   */
+  private durableLowest: number | null | undefined = undefined;
 
   constructor(private readonly sql: Sql) {}
 
@@ -43,8 +48,10 @@ export class EdgeLink {
     let out: Sequenced = frame;
     if (isReliable(frame)) {
       out = { ...frame, seq: this.allocate() };
-      if (durableKey) this.sql`INSERT INTO outbox (seq, key, frame) VALUES (${out.seq!}, ${durableKey}, ${JSON.stringify(out)})`;
-      else this.volatile.set(out.seq!, out);
+      if (durableKey) {
+        this.sql`INSERT INTO outbox (seq, key, frame) VALUES (${out.seq!}, ${durableKey}, ${JSON.stringify(out)})`;
+        if (this.durableLowest !== undefined) this.durableLowest = Math.min(this.durableLowest ?? out.seq!, out.seq!);
+      } else this.volatile.set(out.seq!, out);
     }
     if (ws) this.transmit(ws, out);
     return out.seq ?? null;
@@ -104,7 +111,14 @@ export class EdgeLink {
   /** The agent has processed everything up to `ack`: forget it. */
   acknowledged(ack: number): void {
     for (const seq of this.volatile.keys()) if (seq <= ack) this.volatile.delete(seq);
-    if (this.sql<{ seq: number }>`SELECT seq FROM outbox WHERE seq <= ${ack} LIMIT 1`.length) this.sql`DELETE FROM outbox WHERE seq <= ${ack}`;
+    if (this.durableLowest === undefined) this.durableLowest = this.lowestDurable();
+    if (this.durableLowest === null || this.durableLowest > ack) return;
+    this.sql`DELETE FROM outbox WHERE seq <= ${ack}`;
+    this.durableLowest = this.lowestDurable();
+  }
+
+  private lowestDurable(): number | null {
+    return this.sql<{ seq: number | null }>`SELECT MIN(seq) AS seq FROM outbox`[0]?.seq ?? null;
   }
 
   /**

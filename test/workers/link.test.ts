@@ -45,6 +45,30 @@ describe("the reliable link (edge side)", () => {
     agent.ws.close(1000);
   });
 
+  it("forgets a durable frame once the agent acknowledges it, and resends only those it has not", async () => {
+    const { token, id, agentToken, agent } = await ready("org-durable-ack", "durable-ack");
+    const startRun = async () => ((await (await call("POST", `/v1/environments/${id}/runs`, { token, json: { agent: { command: ["x"] } } })).json()) as { run: { id: string } }).run.id;
+    const first = await startRun();
+    const firstStart = await agent.next("request");
+    expect(firstStart).toMatchObject({ id: `run:${first}:start` });
+    agent.send({ v: 1, kind: "ack", ack: firstStart.seq });
+    const stub = env.ENVIRONMENTS.get(env.ENVIRONMENTS.idFromName(`org-durable-ack/${id}`));
+    const keys = () => runInDurableObject(stub, (_o: EnvironmentObject, ctx) => ctx.storage.sql.exec<{ key: string }>("SELECT key FROM outbox ORDER BY seq").toArray().map((r) => r.key));
+    await eventually(async () => (await keys()).length === 0);
+    const second = await startRun();
+    const secondStart = await agent.next("request");
+    expect(secondStart).toMatchObject({ id: `run:${second}:start` });
+    expect(await keys()).toEqual([second]);
+    agent.ws.close(4000, "link cut before the second start was acknowledged");
+    const again = await TestAgent.connect(id, agentToken);
+    again.send({ v: 1, kind: "hello", protocol: "1.0", ack: 0, resume: 1, agent: { version: "t", hostname: "h", platform: "linux", arch: "x64", node: "v20", pid: 2 }, capabilities: ["runs"] });
+    await again.next("welcome");
+    expect(await again.next("request")).toMatchObject({ id: `run:${second}:start`, seq: secondStart.seq });
+    again.send({ v: 1, kind: "ack", ack: secondStart.seq });
+    await eventually(async () => (await keys()).length === 0);
+    again.ws.close(1000);
+  });
+
   it("keeps recv in memory and writes it to the socket's attachment with each ack, not each frame", async () => {
     const org = "org-recv";
     const { token, id, agent } = await ready(org, "recv");
