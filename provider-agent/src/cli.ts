@@ -64,7 +64,8 @@ body of the control plane's forward API), and that spawn or close children when 
 holds the spawn scope (outpost-agent spawn, or POST /children, DELETE /children/{child}). Commands it
 runs find it in ${FORWARD_URL_ENV} and ${FORWARD_SECRET_ENV}; other programs read
 <state file>.endpoint.json (mode 0600). The agent token stays in the agent; when the control plane
-renews it (a changed spawn scope, token.renew) the endpoint uses the new one.
+renews it (a changed spawn scope, token.renew) the endpoint uses the new one, and so does the next
+connection.
 
 Nothing is lost when the link drops: replies and streamed output are kept until the control plane
 acknowledges them and are sent again after reconnecting. On SIGINT or SIGTERM the agent refuses new
@@ -210,11 +211,13 @@ async function run(config: Config): Promise<number> {
   });
   // Snapshots (the shadow repository) live beside the state file, outside the workspace.
   const snapshotDir = `${config.stateFile.replace(/\.json$/, "")}.snapshots`;
-  // A renewed token (same generation, a changed spawn scope) is what the local endpoint passes on;
-  // the link keeps dialing with the one it was given, which stays valid.
+  // A renewed token (same generation, a changed spawn scope) is what the local endpoint passes on,
+  // and what the link dials with from then on: a reconnect shows the edge the grant this agent holds,
+  // so it is not handed the same token again on every connect.
   const onToken = (token: string) => {
     secrets.push(token);
     forward.setToken(token);
+    link.setToken(token);
   };
   const theAgent = new Agent({ workspace: config.workspace, out: link, log, clock, snapshotDir, stateDir: path.dirname(config.stateFile), spoolDir: config.spoolDir ?? undefined, onShutdown: () => void stopGracefully(), onToken });
   agent = theAgent;

@@ -96,6 +96,11 @@ export class Dialer {
     return this.#stopping || this.#ended;
   }
 
+  /** The token the next connection dials with (the one of the moment stays up). */
+  setToken(token: string): void {
+    this.options.token = token;
+  }
+
   start(): void {
     if (!this.#conn && !this.#ended) this.#connect();
   }

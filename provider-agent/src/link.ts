@@ -85,6 +85,11 @@ export class Link {
     this.done = this.#dialer.done;
   }
 
+  /** Dial with `token` from the next connection on (a renewed token of the same generation). */
+  setToken(token: string): void {
+    this.#dialer.setToken(token);
+  }
+
   /** The highest edge seq processed. */
   get recv(): number {
     return this.#recv;

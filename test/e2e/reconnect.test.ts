@@ -57,4 +57,24 @@ describe("a control plane restart", () => {
     // And it serves requests again.
     expect((await h.admin.exec(id, { command: ["cat", "kept.txt"] })).stdout).toBe("still here\n");
   });
+
+  it("an agent handed a renewed token dials with it: its reconnect is not sent the token again", async () => {
+    const created = await h.admin.createEnvironment({ name: "renewed", provider: "local" });
+    const id = created.environment.id;
+    const { workspace } = await h.workspace();
+    const { agent, environment: before } = await connectAgent(h, id, created.agentToken, workspace);
+    const granted = await h.admin.request("PUT", `/v1/environments/${id}/spawn`, { json: { spawn: { maxChildren: 1 } } });
+    expect(((await granted.json()) as { delivered: boolean }).delivered).toBe(true);
+
+    await h.cp.stop();
+    await waitFor(() => /disconnected|reconnecting/.test(agent.output()), { timeoutMs: 15_000, what: "the agent to notice the lost link", failIf: unlessExited(agent) });
+    await h.restart();
+    await h.admin.waitForEnvironment(id, (e) => e.state === "running" && e.connected && !!e.agent && e.agent.connectedAt > (before.agent?.connectedAt ?? ""), { timeoutMs: 40_000, failIf: unlessExited(agent) });
+    // A round trip after the hello: a token.renew sent on connect went out (and was answered) before it.
+    expect((await h.admin.exec(id, { command: ["true"] })).exitCode).toBe(0);
+    // Connected with the token carrying the current grant: nothing to renew (before: sent again on every connect).
+    const events = ((await (await h.admin.request("GET", `/v1/environments/${id}/events?limit=1000`)).json()) as { events: Array<{ type: string; data: Record<string, unknown> }> }).events;
+    expect(events.filter((e) => e.type === "agent.connected")).toHaveLength(2);
+    expect(events.filter((e) => e.type === "agent.token_renewed").map((e) => e.data.on ?? "change")).toEqual(["change"]);
+  });
 });
