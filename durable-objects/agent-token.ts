@@ -23,7 +23,7 @@ type Ask = (op: "token.renew", params: { token: string }, timeoutMs: number) => 
  * The spawn scope the environment holds now. `row.spawn` is the claim's JSON ("null": none); an
  * environment from before the object kept it (NULL) reads the index once and keeps the answer.
  */
-export async function currentScope(env: Env, sql: Sql, row: Row): Promise<SpawnClaim | null> {
+async function currentScope(env: Env, sql: Sql, row: Row): Promise<SpawnClaim | null> {
   if (row.spawn !== null) return storedClaim(row.spawn);
   const claim = await currentSpawnClaim(env.DB, row.org, row.id);
   sql`UPDATE environment SET spawn = ${JSON.stringify(claim)}`;

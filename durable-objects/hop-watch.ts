@@ -73,10 +73,6 @@ export class HopWatches {
 
   constructor(private readonly host: HopWatchHost) {}
 
-  get size(): number {
-    return this.watched.size;
-  }
-
   watch(execId: string, limits: HopLimits): void {
     const now = this.host.now();
     const seenAt = this.host.agentSeenAt();

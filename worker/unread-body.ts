@@ -9,7 +9,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 
-export const UNREAD_BODY_LIMIT = 1024 * 1024;
+const UNREAD_BODY_LIMIT = 1024 * 1024;
 
 /** Reads what is left of a body and drops it (at most `limit` bytes, then cancels); never throws. */
 export async function drainBody(body: ReadableStream<Uint8Array>, limit = UNREAD_BODY_LIMIT): Promise<void> {

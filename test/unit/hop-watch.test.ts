@@ -25,7 +25,7 @@ describe("judgeHop: the bound on the agent that runs forwarded work", () => {
 describe("HopWatches: every forwarded exec's deadline, one timer", () => {
   const setup = () => {
     let now = 0;
-    let acked = new Set<string>();
+    const acked = new Set<string>();
     const failed: Array<[string, string, string]> = [];
     const watches = new HopWatches({ now: () => now, agentSeenAt: () => 0, acknowledged: (id) => acked.has(id), fail: (id, code, reason) => failed.push([id, code, reason]) });
     const at = (t: number) => {
@@ -33,7 +33,7 @@ describe("HopWatches: every forwarded exec's deadline, one timer", () => {
       now = t;
       vi.advanceTimersByTime(t - before);
     };
-    return { watches, failed, at, ack: (id: string) => acked.add(id), reset: () => (acked = new Set()) };
+    return { watches, failed, at, ack: (id: string) => acked.add(id) };
   };
 
   it("holds many execs on one timer, fails each at its own ack deadline, and stops the timer when none is left", () => {
