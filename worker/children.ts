@@ -94,7 +94,7 @@ export async function spawnChild(env: Env, org: string, parentId: string, body: 
  * environment's children, with a token carrying the current grant (like a spawn); an admin may
  * always (the Worker checks the role).
  */
-export async function closeChild(env: Env, org: string, parentId: string, childId: string, by: Spawner | { admin: true }): Promise<Environment> {
+export async function closeChild(env: Env, org: string, parentId: string, childId: string, by: { agent: AgentClaims } | { admin: true }): Promise<Environment> {
   if ("agent" in by) await currentGrant(env, org, parentId, by);
   const child = await node(env.DB, org, childId);
   if (child?.parent_id !== parentId) throw new HttpError(404, "not_found", `'${child?.name ?? childId}' is not a child of this environment.`);

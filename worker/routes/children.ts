@@ -1,9 +1,8 @@
 import { Hono } from "hono";
-import { SpawnBody, SpawnScopeBody } from "@outpost/protocol";
+import { SpawnBody, SpawnGrant, SpawnScopeBody } from "@outpost/protocol";
 import { requireRole, type AuthVars } from "../auth.js";
 import type { Env } from "../env.js";
 import { closeChild, spawnChild, spawnScope, tree } from "../children.js";
-import { storedGrant } from "../spawn-scope.js";
 import { unwrap } from "../outcome.js";
 import { HttpError } from "../problem.js";
 import { environmentStub, resolveEnvironmentId } from "../stub.js";
@@ -28,7 +27,7 @@ export const children = new Hono<App>()
     const { org } = c.get("user");
     const id = await resolveEnvironmentId(c.env, org, c.req.param("idOrName"));
     const { spawn: claim, agentToken, delivered } = unwrap(await environmentStub(c.env, org, id).changeSpawnScope(spawn));
-    return c.json({ spawn: claim ? storedGrant(JSON.stringify(claim)) : null, agentToken, delivered });
+    return c.json({ spawn: claim ? SpawnGrant.parse(claim) : null, agentToken, delivered }); // the limits, without the grant id
   })
   /** The environment and every environment below it. */
   .get("/:idOrName/children", requireRole("viewer"), async (c) => {
