@@ -6,8 +6,7 @@
  * from it by name).
  */
 import { execFileSync } from "node:child_process";
-import { copyFileSync, linkSync, lstatSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
-import { mkdirSync } from "node:fs";
+import { copyFileSync, linkSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { tempDir } from "./helpers.js";

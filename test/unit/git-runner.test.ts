@@ -12,6 +12,7 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { gitBase } from "../../provider-agent/src/services/diff-git.js";
 import { runGit } from "../../provider-agent/src/services/git-runner.js";
+import { pidAlive } from "../../scripts/lib/processes.js";
 import { tempDir, waitFor } from "./helpers.js";
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -86,14 +87,7 @@ describe("the agent's git runner", () => {
   });
 
   /** Whether a process is gone (or a zombie no longer running). */
-  const gone = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return true;
-    }
-    return /\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  };
+  const gone = (pid: number) => !pidAlive(pid);
   const pidIn = async (file: string) => Number(await waitFor(() => (existsSync(file) ? readFileSync(file, "utf8").trim() : ""), 5_000, `a pid in ${file}`));
 
   it("stops the helpers a git started with it when its bound passes (the process group)", async () => {
