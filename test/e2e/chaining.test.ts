@@ -186,10 +186,9 @@ describe("a parent environment and its children", () => {
 
   it("spawns two children from inside, chains work to them, is held to its limit, and takes them along when archived", async () => {
     expect((await insideParent(["spawn", "--name", "kid-0", "--provider", "local"])).stderr).toMatch(/403: .*no spawn scope/);
-    const granted = await h.admin.request("PUT", "/v1/environments/parent/spawn", { json: { spawn: { maxChildren: 2, providers: ["local"] } } });
-    expect(granted.status).toBe(200);
+    const granted = await h.admin.setSpawnScope("parent", { maxChildren: 2, providers: ["local"] });
     // The running agent was handed the token that carries the scope over its link; nobody restarts it.
-    expect(((await granted.json()) as { delivered: boolean }).delivered).toBe(true);
+    expect(granted.delivered).toBe(true);
     const kids: Array<{ id: string; name: string; workspace: string; agent: AgentProcess }> = [];
     for (const name of ["kid-1", "kid-2"]) {
       const r = await insideParent(["spawn", "--name", name, "--provider", "local"]);
@@ -197,7 +196,7 @@ describe("a parent environment and its children", () => {
       const { agentToken, environment } = JSON.parse(r.stdout) as { agentToken: string; environment: { id: string } };
       const { workspace } = await h.workspace();
       const { agent } = await connectAgent(h, name, agentToken, workspace);
-      expect((await h.admin.request("PUT", `/v1/environments/${name}/gateway`, { json: { accept: true, allowFrom: ["parent"] } })).status).toBe(200);
+      await h.admin.setGateway(name, { accept: true, allowFrom: ["parent"] });
       kids.push({ id: environment.id, name, workspace: realpathSync(workspace), agent });
     }
     const full = await insideParent(["spawn", "--name", "kid-3", "--provider", "local"]);

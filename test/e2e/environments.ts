@@ -3,7 +3,6 @@
  * it is running and connected. One copy of what nearly every test file did by hand.
  */
 import { mkdirSync, realpathSync } from "node:fs";
-import { expect } from "vitest";
 import type { CreateEnvironmentInput, Environment } from "@outpost/protocol";
 import type { AgentOptions, AgentProcess } from "../../scripts/lib/agent-process.js";
 import { unlessExited, type Harness } from "./helpers.js";
@@ -49,9 +48,6 @@ export async function startEnvironment(h: Harness, name: string, o: StartOptions
     o.prepare(workspace);
   }
   const { agent } = await connectAgent(h, created.environment.id, created.agentToken, workspace, o);
-  if (o.gateway) {
-    const gate = await h.admin.request("PUT", `/v1/environments/${name}/gateway`, { json: { accept: true, allowFrom: o.gateway.allowFrom ?? ["*"], capabilities: o.gateway.capabilities ?? [] } });
-    expect(gate.status).toBe(200);
-  }
+  if (o.gateway) await h.admin.setGateway(name, { accept: true, allowFrom: o.gateway.allowFrom ?? ["*"], capabilities: o.gateway.capabilities ?? [] });
   return { id: created.environment.id, name, workspace: realpathSync(workspace), parent, agent, agentToken: created.agentToken };
 }
