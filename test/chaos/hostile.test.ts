@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SignJWT } from "jose";
 import { AUDIENCE, TOKEN_ISSUER } from "@outpost/protocol";
-import { signUserToken } from "../../scripts/lib/tokens.js";
+import { startEnvironment, type Started } from "../e2e/environments.js";
 import { startHarness, unlessExited, type Harness } from "../e2e/helpers.js";
 import { Figures, FULL, tally } from "./lib/figures.js";
 import { BODY_KEYS, Gen, QUERY_KEYS, QUERY_VALUES, wellFormed } from "./lib/fuzz.js";
@@ -36,16 +36,6 @@ afterAll(async () => {
   figures.write();
   await h?.close();
 });
-
-type Env = { id: string; agentToken: string; workspace: string; parent: string };
-
-async function environmentWithAgent(name: string): Promise<Env> {
-  const created = await h.admin.createEnvironment({ name, provider: "local" });
-  const { workspace, parent } = await h.workspace();
-  const agent = h.agent({ token: created.agentToken, workspace });
-  await h.admin.waitForEnvironment(created.environment.id, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
-  return { id: created.environment.id, agentToken: created.agentToken, workspace, parent };
-}
 
 /** Why a response breaks the rule (null when it is a proper refusal or a success). */
 async function violation(res: Response): Promise<string | null> {
@@ -137,7 +127,7 @@ describe("JWT attacks", () => {
 
 describe("path traversal", () => {
   it("no path reaches outside the workspace: refused, or confined inside it", async () => {
-    const env = await environmentWithAgent("paths");
+    const env = await startEnvironment(h, "paths");
     const secret = `secret-${randomBytes(8).toString("hex")}`;
     await writeFile(join(env.parent, "secret.txt"), secret);
     await mkdir(join(env.parent, "outside"));
@@ -228,9 +218,9 @@ describe("every route of the OpenAPI document with generated invalid input", () 
   const outcomes: Record<string, number> = {};
   const wrong: string[] = [];
   let cases = 0;
-  let fuzz: { env: Env; idleId: string; routes: ApiRoute[]; title: string };
+  let fuzz: { env: Started; idleId: string; routes: ApiRoute[]; title: string };
   beforeAll(async () => {
-    const env = await environmentWithAgent("fuzz-target");
+    const env = await startEnvironment(h, "fuzz-target");
     const idle = await h.admin.createEnvironment({ name: "fuzz-idle", provider: "local" });
     const { routes, title } = await openapiRoutes(h.cp.url);
     fuzz = { env, idleId: idle.environment.id, routes, title };
