@@ -13,6 +13,7 @@ import { Client, EventStreamClosed, type EventStream, type WebSocketLike } from 
 import { CLOSE, resumeCursor, WATCH_WINDOW, type EnvironmentEvent } from "@outpost/protocol";
 import { startTcpProxy, type TcpProxy } from "../../scripts/lib/tcp-proxy.js";
 import { sleep } from "../../scripts/lib/wait.js";
+import { connectAgent, type AgentExtras } from "../e2e/environments.js";
 import { exitWithin, startHarness, unlessExited, waitFor, type Harness } from "../e2e/helpers.js";
 import { Figures, FULL } from "./lib/figures.js";
 import { LineReader, numbered } from "./lib/lines.js";
@@ -38,11 +39,10 @@ async function environment(name: string, o: { lifecycle?: Record<string, unknown
   const created = await h.admin.createEnvironment({ name, provider: "local", lifecycle: { ...FAST, ...o.lifecycle } });
   const id = created.environment.id;
   const workspace = o.workspace ?? (await h.workspace()).workspace;
-  const stateFile = join(h.dir, `${name}.state.json`);
-  const url = o.viaProxy ? `http://127.0.0.1:${proxy.port}` : undefined;
-  const start = () => h.agent({ token: created.agentToken, workspace, ...(url ? { url } : {}), ...(o.wrapper ? { wrapper: o.wrapper } : {}), extraArgs: ["--state-file", stateFile] });
-  const agent = start();
-  await h.admin.waitForEnvironment(id, (e) => e.state === "running" && e.connected, { timeoutMs: 30_000, failIf: unlessExited(agent) });
+  // Its own state file, so that an agent started again (start()) resumes as the one before it.
+  const extras: AgentExtras = { ...(o.viaProxy ? { url: `http://127.0.0.1:${proxy.port}` } : {}), ...(o.wrapper ? { wrapper: o.wrapper } : {}), extraArgs: ["--state-file", join(h.dir, `${name}.state.json`)] };
+  const start = () => h.agent({ ...extras, token: created.agentToken, workspace });
+  const { agent } = await connectAgent(h, id, created.agentToken, workspace, { agent: extras });
   return { id, agent, workspace, start };
 }
 
