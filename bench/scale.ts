@@ -30,15 +30,6 @@ import type { Figure, SectionResult } from "./lib/report.js";
 import { percentile, round, summarize } from "./lib/stats.js";
 import { workerdProcesses } from "./lib/workerd.js";
 
-/**
- * wrangler dev's proxy answers a request it could not hand to the runtime with 503 "Your worker
- * restarted mid-request" and retries only GET and HEAD itself. Under load it happens without any
- * restart: the proxy's pooled connection to the runtime and the runtime's end both drop an idle
- * keep-alive connection after 5 s, and a request written at that moment is lost
- * (cloudflare/workers-sdk#14641; #15252 explains the two kj timeouts). It is not our Worker's answer.
- */
-const DEV_PROXY_DROPPED = /restarted mid-request/;
-
 /** Environments listed in `state`, over every page. */
 async function countInState(client: OutpostClient, state: string): Promise<number> {
   let total = 0;
@@ -160,21 +151,12 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     stage = `creating ${n} environments`;
     ctx.log(`scale: creating ${n} environments over HTTP, ${concurrency} at a time`);
     const createStart = performance.now();
-    // wrangler dev's proxy may drop a POST (503, see DEV_PROXY_DROPPED): such a create is tried again
-    // under a fresh name (the first may have been created: it stays without an agent and is never
-    // listed running).
-    let createRetries = 0;
+    // No retry: wrangler dev's 503 "Your worker restarted mid-request" had two causes, both fixed (the
+    // control plane runs from a copy of the sources; a refused request's body is read), so one now is
+    // a regression to see, and wrangler's reload count in the failure says which kind.
     const created = await mapLimit(Array.from({ length: n }, (_, i) => i), concurrency, async (i) => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const c = await h.admin.createEnvironment({ name: `fleet-${String(i).padStart(4, "0")}${attempt ? `-r${attempt}` : ""}`, provider: "bench" });
-          return { id: c.environment.id, token: c.agentToken };
-        } catch (err) {
-          if (attempt >= 3 || (err as { status?: number }).status !== 503 || !DEV_PROXY_DROPPED.test(String(err))) throw err;
-          createRetries++;
-          await pause(1_000);
-        }
-      }
+      const c = await h.admin.createEnvironment({ name: `fleet-${String(i).padStart(4, "0")}`, provider: "bench" });
+      return { id: c.environment.id, token: c.agentToken };
     });
     const createMs = performance.now() - createStart;
     const memCreated = controlPlaneMemory(h);
@@ -232,7 +214,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     const perEnvKiB = Math.round((memConnected.workerdBytes - memEmpty.workerdBytes) / n / 1024);
     const scaleFigures: Figure[] = [
       { section: "scale", name: `environments connected and listed running`, value: lastRunning, unit: `of ${n}`, target: "1,000 on this machine", met: n < 1000 ? null : lastRunning >= 1000 && afterConnect.welcomed >= 1000 },
-      { section: "scale", name: `create ${n} environments (HTTP, ${concurrency} at a time)`, value: Math.round(createMs), unit: "ms", note: `${round(n / (createMs / 1000))} per second${createRetries ? `; ${createRetries} create(s) answered 503 by wrangler's dev proxy (DEV_PROXY_DROPPED) and were tried again` : ""}` },
+      { section: "scale", name: `create ${n} environments (HTTP, ${concurrency} at a time)`, value: Math.round(createMs), unit: "ms", note: `${round(n / (createMs / 1000))} per second` },
       { section: "scale", name: `connect storm: ${n} agents at once → all listed running`, value: connectMs, unit: "ms", note: `all links open after ${connect.allOpenMs ?? "n/a"} ms, all welcomed after ${connect.allWelcomedMs ?? "n/a"} ms` },
       { section: "scale", name: `control plane RSS, ${n} connected`, value: toMiB(memConnected.workerdBytes), unit: "MiB", baseline: { name: "same, 0 environments", value: toMiB(memEmpty.workerdBytes) }, note: `≈ ${perEnvKiB} KiB per connected environment` },
       { section: "scale", name: `control plane CPU, ${n} idle agents`, value: idleCpu, unit: "% of a core" },
@@ -252,7 +234,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
       id: "scale",
       title: "3. Scale",
       figures: scaleFigures,
-      details: { environments: n, concurrency, createMs, createRetries, connectMs, connectStorm: { allOpenMs: connect.allOpenMs, allWelcomedMs: connect.allWelcomedMs, welcome: connect.welcome, cpuPercent: connect.cpuPercent, timeline: connect.timeline }, memory: { empty: memEmpty, created: memCreated, connected: memConnected }, idleCpuPercent: idleCpu, fleet: fleetStats, underLoad: loadSum, loadFailures: loadFailures.slice(0, 10), wranglerReloads: h.cp.reloads(), fleetMode: "in-process provider-agent Link + Agent (bench/fleet.ts)" },
+      details: { environments: n, concurrency, createMs, connectMs, connectStorm: { allOpenMs: connect.allOpenMs, allWelcomedMs: connect.allWelcomedMs, welcome: connect.welcome, cpuPercent: connect.cpuPercent, timeline: connect.timeline }, memory: { empty: memEmpty, created: memCreated, connected: memConnected }, idleCpuPercent: idleCpu, fleet: fleetStats, underLoad: loadSum, loadFailures: loadFailures.slice(0, 10), wranglerReloads: h.cp.reloads(), fleetMode: "in-process provider-agent Link + Agent (bench/fleet.ts)" },
       notes: scaleNotes,
       durationMs: performance.now() - t0,
     };
@@ -263,20 +245,10 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     stage = `starting ${runCount} runs before the restart`;
     ctx.log(`reconnect: starting ${runCount} runs that print ${lines} numbered lines each (10 a second), then restarting the control plane`);
     const script = `i=1; while [ $i -le ${lines} ]; do echo line-$i; i=$((i+1)); sleep 0.1; done`;
-    let runRetries = 0;
     const runs = await mapLimit(created.slice(0, runCount), 8, async (c) => {
-      for (let attempt = 0; ; attempt++) {
-        const res = await h.admin.request("POST", `/v1/environments/${c.id}/runs`, { json: { agent: { command: ["sh", "-c", script] } } });
-        if (res.status === 201) return { environmentId: c.id, runId: ((await res.json()) as { run: { id: string } }).run.id };
-        const text = await res.text();
-        // A run the proxy dropped is started again; should the first have started after all, it has an id of its own and is not checked.
-        if (attempt < 3 && res.status === 503 && DEV_PROXY_DROPPED.test(text)) {
-          runRetries++;
-          await pause(500);
-          continue;
-        }
-        throw new Error(`create run: HTTP ${res.status}: ${text.slice(0, 200)}`);
-      }
+      const res = await h.admin.request("POST", `/v1/environments/${c.id}/runs`, { json: { agent: { command: ["sh", "-c", script] } } });
+      if (res.status !== 201) throw new Error(`create run: HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
+      return { environmentId: c.id, runId: ((await res.json()) as { run: { id: string } }).run.id };
     });
     await pause(2_000);
     const before = await f.stats();
@@ -358,7 +330,6 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
       { section: "reconnect", name: "requests refused with an error after the storm", value: execRefused, unit: `of ${n}`, note: "the client was told (retryable); counted apart from losses" },
     ];
     const stormNotes = [
-      ...(runRetries ? [`${runRetries} run creation(s) were answered 503 "${DEV_PROXY_DROPPED.source}" by wrangler's dev proxy and sent again (see DEV_PROXY_DROPPED in bench/scale.ts).`] : []),
       `${runCount} runs printed ${lines} numbered lines each (one every 100 ms) across the restart; ${runChecks.filter((r) => r.ok).length} of ${runCount} event logs hold every line exactly once, in order (${linesLost} line(s) missing). After the storm one exec went to each of the ${n} environments: ${execOk} answered correctly, ${execRefused} refused with an error status${execFailures[0] ? ` (first: ${execFailures[0].error.slice(0, 120)})` : ""}, ${execUnanswered} unanswered; the fleet received ${drained.requests - beforeExec.requests} requests and sent ${drained.replies - beforeExec.replies} replies; ${drained.unacknowledged} frame(s) left unacknowledged in the agents' outboxes. "Messages lost" sums missing or disordered run lines, unanswered execs, unacknowledged frames, requests without a reply and replies that did not reach their client; a request refused with an error status is counted apart: the client was told${drained.requests - beforeExec.requests === execOk + execUnanswered ? ", and none of them reached an agent (the fleet's request count equals the answered ones)" : `, though ${drained.requests - beforeExec.requests - execOk - execUnanswered} of them reached an agent`}.`,
       `Timeline after the restarted control plane answered: all ${n} links open after ${storm.allOpenMs ?? "n/a (not within 120 s)"} ms, half the agents welcomed after ${storm.welcome?.p50 ?? "n/a"} ms, 90% after ${storm.welcome?.p90 ?? "n/a"} ms, all after ${storm.allWelcomedMs ?? `n/a (${storm.final.welcomedSince} within 120 s)`} ms; the control plane's processes used ${storm.cpuPercent}% of a core meanwhile (timeline in latest.json). The agents retry with their default backoff (full jitter, ${BACKOFF_DEFAULTS.baseMs} ms doubling up to ${BACKOFF_DEFAULTS.promptMaxMs / 1000} s for the first ${BACKOFF_DEFAULTS.promptMs / 1000} s of an outage, ${BACKOFF_DEFAULTS.maxMs / 1000} s after), so after the control plane's ${Math.round((stoppedMs + startedMs) / 100) / 10} s away a retry may come up to ${BACKOFF_DEFAULTS.promptMaxMs / 1000} s after its return.`,
     ];
@@ -377,7 +348,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
         id: "reconnect",
         title: "4. Reconnect storm",
         figures: stormFigures,
-        details: { wranglerOutput: h.notable().slice(-40), wranglerReloads: h.cp.reloads(), runRetries, sampleEvents, stoppedMs, startedMs, allOpenMs: storm.allOpenMs, allWelcomedMs: storm.allWelcomedMs, allRunningMs, welcome: storm.welcome, cpuPercent: storm.cpuPercent, timeline: storm.timeline, newWelcomes: reconnected.welcomes - before.welcomes, runs: runChecks, execOk, execRefused, execUnanswered, execFailures, fleetBefore: before, fleetAfter: drained, linesLost, runsBroken, repliesNotSent, repliesNotDelivered },
+        details: { wranglerOutput: h.notable().slice(-40), wranglerReloads: h.cp.reloads(), sampleEvents, stoppedMs, startedMs, allOpenMs: storm.allOpenMs, allWelcomedMs: storm.allWelcomedMs, allRunningMs, welcome: storm.welcome, cpuPercent: storm.cpuPercent, timeline: storm.timeline, newWelcomes: reconnected.welcomes - before.welcomes, runs: runChecks, execOk, execRefused, execUnanswered, execFailures, fleetBefore: before, fleetAfter: drained, linesLost, runsBroken, repliesNotSent, repliesNotDelivered },
         notes: stormNotes,
         durationMs: performance.now() - mid,
       },
