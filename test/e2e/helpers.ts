@@ -12,9 +12,9 @@ import { expect } from "vitest";
 import type { Role } from "@outpost/protocol";
 import { AGENT_BUNDLE, spawnAgent, type AgentOptions, type AgentProcess } from "../../scripts/lib/agent-process.js";
 import { OutpostClient } from "../../scripts/lib/api.js";
-import { startControlPlane, type ControlPlane } from "../../scripts/lib/control-plane.js";
+import { applyMigrations, startControlPlane, type ControlPlane } from "../../scripts/lib/control-plane.js";
 import { snapshotControlPlane } from "../../scripts/lib/snapshot.js";
-import { freePort, portFree, waitPortFree } from "../../scripts/lib/ports.js";
+import { freePort, LOOPBACK, portFree, waitPortFree } from "../../scripts/lib/ports.js";
 import type { Exit, ProcessGroup } from "../../scripts/lib/process-group.js";
 import { signUserToken } from "../../scripts/lib/tokens.js";
 import { killLeftovers, processesMentioning } from "../../scripts/lib/processes.js";
@@ -58,6 +58,13 @@ export interface HarnessOptions {
   vars?: Record<string, string>;
 }
 
+/**
+ * The bound on startHarness, below every beforeAll's hookTimeout (e2e 90 s, chaos 120 s): a start that
+ * outlived its hook would hand a running wrangler dev to a hook that had already failed, and no
+ * afterAll would ever stop it. Past the bound the harness stops what it started and throws.
+ */
+const START_TIMEOUT_MS = 80_000;
+
 export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   if (!existsSync(AGENT_BUNDLE)) throw new Error(`${AGENT_BUNDLE} is missing: run \`npm run build:agent\` first`);
   const dir = await mkdtemp(join(tmpdir(), "outpost-e2e-"));
@@ -70,16 +77,23 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   let config = "";
   let cp: ControlPlane;
   let reloads = 0;
+  const url = `http://${LOOPBACK}:${port}`;
+  const client = async (role: Role, org = ORG) => new OutpostClient(url, await signUserToken({ secret, org, role, subject: `e2e:${role}`, ttl: 3600 }));
+  // Signed first, so that nothing can fail once the control plane runs.
+  const admin = await client("admin");
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  const left = () => Math.max(deadline - Date.now(), 1_000);
   try {
     const snapshot = snapshotControlPlane(join(dir, "sources"));
     config = o.config ? o.config(snapshot) : snapshot;
-    cp = await startControlPlane({ port, persistTo, secret, readyTimeoutMs: 45_000, config, vars: o.vars });
+    // Each step bounded by what is left; each stops what it started when it fails (startControlPlane stops wrangler).
+    await applyMigrations(persistTo, { config, timeoutMs: left() });
+    cp = await startControlPlane({ port, persistTo, secret, migrate: false, readyTimeoutMs: Math.min(45_000, left()), config, vars: o.vars });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
   const agents: AgentProcess[] = [];
-  const client = async (role: Role, org = ORG) => new OutpostClient(cp.url, await signUserToken({ secret, org, role, subject: `e2e:${role}`, ttl: 3600 }));
   let workspaces = 0;
 
   const harness: Harness = {
@@ -90,7 +104,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     get cp() {
       return cp;
     },
-    admin: await client("admin"),
+    admin,
     client,
     async workspace() {
       const parent = join(dir, `w${++workspaces}`);
