@@ -30,7 +30,7 @@ export class Watchers {
     const pair = new WebSocketPair();
     const ws = pair[1];
     this.ctx.acceptWebSocket(ws, [WATCH_TAG]);
-    const a: WatchAttachment = { role: "watch", acked: after, sent: after, live: false, window: window ?? WATCH_WINDOW.events, acks: window !== null };
+    const a: WatchAttachment = { role: "watch", acked: after, sent: after, live: false, window: window ?? WATCH_WINDOW.events, acks: window !== null, from: after, frames: 0 };
     this.pump(ws, a);
     if (!a.live && !a.acks) closeQuietly(ws, CLOSE.slowConsumer, slowConsumerReason(a.sent));
     return new Response(null, { status: 101, webSocket: pair[0] });
@@ -63,7 +63,7 @@ export class Watchers {
     }
   }
 
-  /** A frame from a watcher: only an ack that moves its cursor forward over events it was sent. */
+  /** A frame from a watcher: only an ack of an event it was sent (a late one, below its cursor, is ignored). */
   message(ws: WebSocket, message: string | ArrayBuffer): void {
     const a = watchAttachment(ws);
     let seq = -1;
@@ -76,8 +76,16 @@ export class Watchers {
       }
     }
     const top = a.live ? this.log().lastSeq() : a.sent;
-    // Anything else closes at once, so frames cannot keep the object awake: an ack must move forward.
-    if (seq <= a.acked || seq > top) return closeQuietly(ws, CLOSE.protocolError, "the event stream takes only ack frames for events it sent, each moving forward");
+    const frames = (a.frames ?? 0) + 1;
+    // Anything else closes at once, so frames cannot keep the object awake: each ack names an event it
+    // was sent, and it sends no more acks than it was sent events.
+    if (seq <= (a.from ?? 0) || seq > top || frames > top - (a.from ?? 0)) {
+      return closeQuietly(ws, CLOSE.protocolError, "the event stream takes only ack frames for events it sent, at most one per event");
+    }
+    a.frames = frames;
+    // Acks are cumulative and can arrive out of order (workerd handled a watcher's ack of 50 before
+    // its ack of 47): one at or below the cursor arrived late and says nothing new.
+    if (seq <= a.acked) return void ws.serializeAttachment(a);
     a.acked = seq;
     delete a.fullAt;
     const held = this.held(ws);
@@ -127,5 +135,5 @@ export class Watchers {
 /** The watcher's cursors; a socket from before flow control (no cursors) counts as acked at 0. */
 function watchAttachment(ws: WebSocket): WatchAttachment {
   const a = attachment(ws) as Partial<WatchAttachment> | null;
-  return { role: "watch", acked: a?.acked ?? 0, sent: a?.sent ?? 0, live: a?.live ?? true, window: a?.window ?? WATCH_WINDOW.events, acks: a?.acks ?? false, ...(a?.fullAt === undefined ? {} : { fullAt: a.fullAt }) };
+  return { role: "watch", acked: a?.acked ?? 0, sent: a?.sent ?? 0, live: a?.live ?? true, window: a?.window ?? WATCH_WINDOW.events, acks: a?.acks ?? false, ...(a?.fullAt === undefined ? {} : { fullAt: a.fullAt }), ...(a?.from === undefined ? {} : { from: a.from }), ...(a?.frames === undefined ? {} : { frames: a.frames }) };
 }

@@ -138,7 +138,7 @@ function renderEventStream(): string[] {
     "",
     "#### `ack`",
     "",
-    `The only frame a watcher may send: the \`seq\` of the last event it has processed. Anything else, or an ack that does not move forward over events it was sent, closes the stream with ${CLOSE.protocolError} (\`protocolError\`).`,
+    `The only frame a watcher may send: the \`seq\` of the last event it has processed. Acks are cumulative: one that arrives behind a newer one is ignored. Anything else, an ack of an event it was not sent, or more acks than events it was sent, closes the stream with ${CLOSE.protocolError} (\`protocolError\`).`,
     "",
     ...table(jsonSchema(WatchAck)),
     "",
