@@ -24,7 +24,7 @@ const dir = mkdtempSync(join(tmpdir(), "outpost-dev-sources-"));
 let cp: ControlPlane | null = null;
 afterAll(async () => {
   await cp?.stop().catch(() => cp?.kill());
-  await rm(dir, { recursive: true, force: true });
+  await rm(dir, { recursive: true, force: true, maxRetries: 5 }); // wrangler may still be writing its state as it stops
 });
 
 const inside = (path: string, root: string) => {
@@ -52,7 +52,17 @@ it("an edit of the copy makes wrangler dev restart the Worker, and the control p
   const config = snapshotControlPlane(sources);
   cp = await startControlPlane({ port: await freePort(), persistTo: join(dir, "state"), secret: "s".repeat(43), migrate: false, config, readyTimeoutMs: 60_000 });
   expect(cp.reloads()).toBe(0);
-  appendFileSync(join(sources, "worker", "index.ts"), "\n// edited by dev-sources.test.ts\n");
-  await waitFor(() => cp!.reloads() === 1, { timeoutMs: 60_000, what: "wrangler dev to reload the Worker" });
-  await waitFor(async () => (await fetch(`${cp!.url}/v1/health`, { signal: AbortSignal.timeout(5_000) })).ok, { timeoutMs: 30_000, what: "the reloaded Worker to answer" });
-});
+  // wrangler dev may say it is ready before its file watcher is armed (seen under load: one edit
+  // right after the start was never noticed), so the edit is made again every 3 s until it is seen.
+  const edit = () => appendFileSync(join(sources, "worker", "index.ts"), "\n// edited by dev-sources.test.ts\n");
+  let edited = 0;
+  await waitFor(
+    () => {
+      if (cp!.reloads() > 0) return true;
+      if (edited++ % 30 === 0) edit(); // waitFor polls every 100 ms
+      return false;
+    },
+    { timeoutMs: 45_000, intervalMs: 100, what: "wrangler dev to reload the Worker after an edit of the copy" },
+  );
+  await waitFor(async () => (await fetch(`${cp!.url}/v1/health`, { signal: AbortSignal.timeout(5_000) })).ok, { timeoutMs: 20_000, what: "the reloaded Worker to answer" });
+}, 140_000); // its own waits (60 + 45 + 20 s) fail with what they waited for before the test's bound
