@@ -174,8 +174,9 @@ export const EventFrame = z.object({
 });
 export type EventFrame = z.infer<typeof EventFrame>;
 
-export const AgentFrame = z.union([Hello, Reply, Chunk, Credit, AckFrame, RunOutput, RunExit, HealthFrame, ErrorFrame]);
-export const EdgeFrame = z.union([Welcome, Request, Cancel, Chunk, Credit, AckFrame, ErrorFrame]);
+// Discriminated by kind: a frame is checked against its own schema only, not tried against each in turn.
+export const AgentFrame = z.discriminatedUnion("kind", [Hello, Reply, Chunk, Credit, AckFrame, RunOutput, RunExit, HealthFrame, ErrorFrame]);
+export const EdgeFrame = z.discriminatedUnion("kind", [Welcome, Request, Cancel, Chunk, Credit, AckFrame, ErrorFrame]);
 export type AgentFrame = z.infer<typeof AgentFrame>;
 export type EdgeFrame = z.infer<typeof EdgeFrame>;
 export type Hello = z.infer<typeof Hello>;
