@@ -77,6 +77,12 @@ describe("the OpenAPI document", () => {
     expect(doc.paths["/v1/environments/{idOrName}"].delete["x-outpost-role"]).toBe("admin");
     expect(doc.paths["/v1/environments/{idOrName}/events/stream"].get.security).toEqual([{ apiToken: [] }, { accessToken: [] }]);
     expect(doc.paths["/v1/environments/{id}/connect"].get.security).toEqual([{ agentToken: [] }]);
+    // Spawning and closing children (and forwarding) take the environment's own agent token as well as a user token.
+    for (const op of [doc.paths["/v1/environments/{idOrName}/children"].post, doc.paths["/v1/environments/{idOrName}/children/{child}"].delete, doc.paths["/v1/environments/{idOrName}/forward"].post]) {
+      expect(op.security).toEqual([{ apiToken: [] }, { agentToken: [] }]);
+      expect(op["x-outpost-agent"]).toMatch(/agent token/);
+    }
+    expect(doc.paths["/v1/environments/{idOrName}/children"].post["x-outpost-agent"]).toMatch(/spawn grant/);
     expect(doc.components.schemas.Problem.required).toEqual(expect.arrayContaining(["type", "title", "status", "detail", "code"]));
   });
 

@@ -17,9 +17,10 @@ export const CHILDREN_ROUTES: RouteSpec[] = [
     tag: "hierarchy",
     summary: "Spawn a child (an operator, or the environment's own agent token, which must carry the current spawn scope): 403 outside the scope, 409 at a limit",
     auth: "operator",
+    agent: "the environment's own agent token carrying its current spawn grant (claim spawn)",
     body: SpawnBody,
     responses: { 201: CreateEnvironmentResponse },
     errors: [403, 409],
   },
-  { id: "closeChild", method: "delete", path: `${E}/children/{child}`, tag: "hierarchy", summary: "Close (archive) a child and everything below it: an admin, or the environment's own agent token carrying the current spawn grant (403 otherwise)", auth: "admin", params: { child: "the child's id or name" }, responses: { 200: z.object({ environment: Environment }) } },
+  { id: "closeChild", method: "delete", path: `${E}/children/{child}`, tag: "hierarchy", summary: "Close (archive) a child and everything below it: an admin, or the environment's own agent token carrying the current spawn grant (403 otherwise)", auth: "admin", agent: "the environment's own agent token carrying its current spawn grant (claim spawn)", params: { child: "the child's id or name" }, responses: { 200: z.object({ environment: Environment }) } },
 ];

@@ -126,7 +126,8 @@ function security(r: RouteSpec): Json {
     default: {
       const alternatives: Json[] = [{ apiToken: [] }];
       if (r.query?.shape && "access_token" in r.query.shape) alternatives.push({ accessToken: [] });
-      return { security: alternatives, "x-outpost-role": r.auth };
+      if (r.agent) alternatives.push({ agentToken: [] });
+      return { security: alternatives, "x-outpost-role": r.auth, ...(r.agent ? { "x-outpost-agent": r.agent } : {}) };
     }
   }
 }
@@ -182,7 +183,7 @@ export function openApiDocument(routes: RouteSpec[], version: string): Json {
       securitySchemes: {
         apiToken: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "A user or API token (audience outpost:api) with org and role (viewer ⊂ operator ⊂ admin); `npm run -s token` signs one locally." },
         accessToken: { type: "apiKey", in: "query", name: "access_token", description: "The same API token as a query parameter, for browser WebSockets only." },
-        agentToken: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "An environment's agent token (audience outpost:agent)." },
+        agentToken: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "An environment's agent token (audience outpost:agent), for its own environment only (its id in the path). Spawning and closing children takes one whose `spawn` claim carries the environment's current spawn grant (x-outpost-agent says what each route needs)." },
         hostToken: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "A provider host token (audience outpost:host)." },
       },
     },

@@ -36,6 +36,11 @@ export interface RouteSpec {
   summary: string;
   description?: string;
   auth: Auth;
+  /**
+   * A user route the environment's own agent may call too, with its agent token (forwarder() in
+   * worker/routes/chaining.ts): what that token must be or carry. The document offers both schemes.
+   */
+  agent?: string;
   /** Descriptions of path parameters whose name alone is ambiguous (the defaults are in document.ts). */
   params?: Record<string, string>;
   query?: z.ZodObject;

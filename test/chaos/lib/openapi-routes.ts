@@ -30,7 +30,8 @@ export async function openapiRoutes(baseUrl: string): Promise<{ routes: ApiRoute
       const params = (op.parameters as Array<{ name: string; in: string }> | undefined) ?? [];
       const security = op.security as Array<Record<string, unknown>> | undefined;
       const schemes = new Set((security ?? [{ bearer: [] }]).flatMap((s) => Object.keys(s)));
-      const auth = security && security.length === 0 ? "none" : schemes.has("agentToken") ? "agent" : schemes.has("hostToken") ? "host" : "user";
+      // A route that takes a user token or the environment's own agent token (x-outpost-agent) is called as a user.
+      const auth = security && security.length === 0 ? "none" : schemes.has("apiToken") ? "user" : schemes.has("agentToken") ? "agent" : schemes.has("hostToken") ? "host" : "user";
       const body = (op.requestBody as { content?: Record<string, { schema?: Json }> } | undefined)?.content?.["application/json"]?.schema;
       routes.push({
         method: method.toUpperCase(),
