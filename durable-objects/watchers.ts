@@ -9,7 +9,7 @@
  * The attachment (which survives hibernation) holds the cursors; the byte counts live in memory and
  * restart at zero on a wake, so a watcher may hold up to two byte windows across one.
  */
-import { CLOSE, WATCH_STALL_MS, WATCH_WINDOW, WatchAck, slowConsumerReason, type EnvironmentEvent, type EventFrame } from "@outpost/protocol";
+import { CLOSE, WATCH_STALL_MS, WATCH_WINDOW, WatchAck, slowConsumerReason, type EnvironmentEvent, type EventStreamFrame } from "@outpost/protocol";
 import { attachment, closeQuietly, openSockets, WATCH_TAG, type WatchAttachment } from "./agent-socket.js";
 import type { EventLog } from "./events.js";
 
@@ -47,7 +47,7 @@ export class Watchers {
         if (a.fullAt !== undefined && this.now() - a.fullAt >= WATCH_STALL_MS) closeQuietly(ws, CLOSE.slowConsumer, slowConsumerReason(a.acked));
         continue;
       }
-      frame ??= JSON.stringify({ v: 1, kind: "event", event } satisfies EventFrame);
+      frame ??= JSON.stringify({ v: 1, kind: "event", event } satisfies EventStreamFrame);
       const held = this.held(ws);
       if (event.seq - a.acked > a.window || (held.bytes > 0 && held.bytes + frame.length > WATCH_WINDOW.bytes)) {
         closeQuietly(ws, CLOSE.slowConsumer, slowConsumerReason(a.acked));
@@ -106,7 +106,7 @@ export class Watchers {
       }
       const page = this.log().page(a.sent, Math.min(PAGE, room));
       for (const event of page.events) {
-        const frame = JSON.stringify({ v: 1, kind: "event", event } satisfies EventFrame);
+        const frame = JSON.stringify({ v: 1, kind: "event", event } satisfies EventStreamFrame);
         if (held.bytes > 0 && held.bytes + frame.length > WATCH_WINDOW.bytes) {
           a.fullAt = this.now(); // full by bytes: the stall rule applies as it does to a full event window
           return void ws.serializeAttachment(a);

@@ -58,8 +58,9 @@ export const RotatedAgentToken = z.object({ agentToken: z.string(), generation: 
 export const ExecCancelResponse = z.object({ cancelled: z.boolean() });
 export const RunResponse = z.object({ run: Run });
 export const RunList = z.object({ runs: z.array(Run) });
-/** One frame of `GET /v1/environments/{env}/events/stream`. */
+/** One frame of `GET /v1/environments/{env}/events/stream`: one per event, in seq order, with no gap. */
 export const EventStreamFrame = z.object({ v: z.literal(1), kind: z.literal("event"), event: EnvironmentEvent });
+export type EventStreamFrame = z.infer<typeof EventStreamFrame>;
 
 // ---- Hosts and providers -------------------------------------------------------------------
 

@@ -166,14 +166,6 @@ export type HealthFrame = z.infer<typeof HealthFrame>;
 /** Either side: a frame that could not be handled, naming the request when there is one. */
 export const ErrorFrame = z.object({ ...base, kind: z.literal("error"), re: Id.optional(), error: ErrorInfo });
 
-/** Watchers of the event stream receive one frame per event, in seq order, with no gap. */
-export const EventFrame = z.object({
-  v: z.literal(1),
-  kind: z.literal("event"),
-  event: z.object({ seq: z.number().int().positive(), at: z.string(), type: z.string(), data: z.record(z.string(), z.unknown()) }),
-});
-export type EventFrame = z.infer<typeof EventFrame>;
-
 // Discriminated by kind: a frame is checked against its own schema only, not tried against each in turn.
 export const AgentFrame = z.discriminatedUnion("kind", [Hello, Reply, Chunk, Credit, AckFrame, RunOutput, RunExit, HealthFrame, ErrorFrame]);
 export const EdgeFrame = z.discriminatedUnion("kind", [Welcome, Request, Cancel, Chunk, Credit, AckFrame, ErrorFrame]);
