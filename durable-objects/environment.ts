@@ -793,9 +793,12 @@ export class EnvironmentObject extends DurableObject<Env> {
   }
 
   private readyOrRefuse(): Outcome<WebSocket> {
+    // A serving agent socket implies the record (sockets are accepted for it, and closed when it is
+    // archived): the record is read only to say why there is none, not on every relayed request.
+    const ws = readyAgent(this.ctx);
+    if (ws && this.exists) return ok(ws);
     const row = this.row();
     if (!row) return notFound();
-    const ws = readyAgent(this.ctx);
     if (ws) return ok(ws);
     if (row.state === "archived") return this.refuse(row, "use", "the environment is archived");
     return fail("agent_not_connected", `No agent is connected to environment '${row.name}' (state: ${row.state}); start one with outpost-agent and its agent token.`, { state: row.state });
