@@ -8,7 +8,7 @@ import { mkdir, realpath, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { AgentFrame, RunExit } from "@outpost/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Agent } from "../../provider-agent/src/agent.js";
+import { Agent, type AgentOptions } from "../../provider-agent/src/agent.js";
 import { confineFrame, privateDirs, scrubRoots } from "../../provider-agent/src/workspace-errors.js";
 import { FrameRecorder, tempDir, waitFor } from "./helpers.js";
 
@@ -31,39 +31,36 @@ afterEach(async () => {
 });
 
 describe("the agent's private directories in what leaves it", () => {
-  it("an error reply from a broken shadow repository names it by a stand-in, not its host path", async () => {
-    // A shadow repository git cannot read: its message names the repository's path.
-    await mkdir(path.join(snapshotDir, "shadow.git"));
-    await writeFile(path.join(snapshotDir, "shadow.git", "HEAD"), "not a ref\n");
+  /** The error message of the agent's reply to one request it must refuse. */
+  async function errorMessage(options: Partial<AgentOptions>, op: "snapshot.take" | "exec", params: unknown): Promise<string> {
     const out = new FrameRecorder();
-    const agent = new Agent({ workspace: ws, out, snapshotDir, stateDir, diffBaseDir: path.join(stateDir, "diff-base") });
+    const agent = new Agent({ workspace: ws, out, snapshotDir, stateDir, ...options });
     try {
-      agent.handle({ v: 1, kind: "request", id: "r1", op: "snapshot.take", params: { snapshotId: "snap_0123456789abcdefghij" }, timeoutMs: 30_000 });
+      agent.handle({ v: 1, kind: "request", id: "r1", op, params, timeoutMs: 30_000 });
       const reply = await waitFor(() => out.frames.find((f): f is Extract<AgentFrame, { kind: "reply" }> => f.kind === "reply" && f.re === "r1"), 30_000, "the reply");
-      if (reply.ok) throw new Error("snapshot.take should fail on a broken shadow repository");
-      expect(reply.error.message).toContain("(agent snapshots)/shadow.git");
-      expect(reply.error.message).not.toContain(base.dir);
+      if (reply.ok) throw new Error(`${op} should have failed`);
+      return reply.error.message;
     } finally {
       await agent.runs.shutdown();
       agent.runs.dispose();
     }
+  }
+
+  it("an error reply from a broken shadow repository names it by a stand-in, not its host path", async () => {
+    // A shadow repository git cannot read: its message names the repository's path.
+    await mkdir(path.join(snapshotDir, "shadow.git"));
+    await writeFile(path.join(snapshotDir, "shadow.git", "HEAD"), "not a ref\n");
+    const message = await errorMessage({ diffBaseDir: path.join(stateDir, "diff-base") }, "snapshot.take", { snapshotId: "snap_0123456789abcdefghij" });
+    expect(message).toContain("(agent snapshots)/shadow.git");
+    expect(message).not.toContain(base.dir);
   });
 
   it("the spool directory (--spool-dir) is named by a stand-in in an error reply too", async () => {
     const spoolDir = path.join(base.dir, "spool");
     await mkdir(spoolDir);
-    const out = new FrameRecorder();
-    const agent = new Agent({ workspace: ws, out, snapshotDir, stateDir, spoolDir });
-    try {
-      agent.handle({ v: 1, kind: "request", id: "r2", op: "exec", params: { command: [path.join(spoolDir, "no-such-tool")] }, timeoutMs: 30_000 });
-      const reply = await waitFor(() => out.frames.find((f): f is Extract<AgentFrame, { kind: "reply" }> => f.kind === "reply" && f.re === "r2"), 30_000, "the reply");
-      if (reply.ok) throw new Error("exec of a missing program should fail");
-      expect(reply.error.message).toContain("(agent spool)/no-such-tool");
-      expect(reply.error.message).not.toContain(base.dir);
-    } finally {
-      await agent.runs.shutdown();
-      agent.runs.dispose();
-    }
+    const message = await errorMessage({ spoolDir }, "exec", { command: [path.join(spoolDir, "no-such-tool")] });
+    expect(message).toContain("(agent spool)/no-such-tool");
+    expect(message).not.toContain(base.dir);
   });
 
   it("the rewriting: longest first, so the workspace inside the state directory stays workspace-relative", () => {
