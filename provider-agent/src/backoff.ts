@@ -3,6 +3,9 @@
  * The cap depends on how long the outage has lasted: for its first minute a retry waits at most a
  * couple of seconds, so agents are back promptly when a briefly restarted control plane returns;
  * an outage that goes on grows to the long cap, so a fleet does not keep hammering an edge that is away.
+ * The dialer asks for the prompt cap only while a retry costs the control plane nothing (its link was
+ * just cut, or nobody listens); one that was reached and still failed may be overloaded, and gets the
+ * long cap at once (dialer.ts).
  */
 export interface BackoffOptions {
   baseMs?: number;

@@ -2,8 +2,8 @@
  * The part of a link to the control plane that the agent (`Link`) and the provider host
  * (`HostLink`) share: dial out with a bearer token, keep the connection alive with text pings and
  * notice a half-open one by missing pongs, tell a refusal worth retrying from one that is not,
- * reconnect forever with jittered backoff (prompt for the first minute of an outage, from the start
- * again once a connection has stayed up),
+ * reconnect forever with jittered backoff (prompt for the first minute of an outage while nobody
+ * listens, from the start again once a connection has stayed up),
  * and stop cleanly. What is said on the connection (hello, welcome, frames) is the owner's, through
  * the hooks.
  */
@@ -33,6 +33,8 @@ export type Connection = {
   /** Set when this connection ended in a way that must not be retried. */
   fatal: LinkEnd | null;
   refused: boolean;
+  /** Nobody was listening (ECONNREFUSED): a retry costs the other side nothing. */
+  unreachable: boolean;
 };
 
 export interface DialerOptions {
@@ -153,7 +155,7 @@ export class Dialer {
       perMessageDeflate: false,
       handshakeTimeout: this.options.handshakeTimeoutMs ?? 30_000,
     });
-    const conn: Connection = { ws, unanswered: 0, heartbeat: null, stable: null, welcomed: false, fatal: null, refused: false };
+    const conn: Connection = { ws, unanswered: 0, heartbeat: null, stable: null, welcomed: false, fatal: null, refused: false, unreachable: false };
     this.#conn = conn;
     ws.on("open", () => {
       this.hooks.open(conn);
@@ -168,6 +170,7 @@ export class Dialer {
     });
     ws.on("unexpected-response", (_req, res) => this.#onRefused(conn, res));
     ws.on("error", (err) => {
+      if ((err as NodeJS.ErrnoException).code === "ECONNREFUSED") conn.unreachable = true;
       if (!conn.refused) this.log.warn(`link error: ${err.message}`);
     });
     ws.on("close", (code, reason) => this.#onClose(conn, code, reason.toString("utf8")));
@@ -219,7 +222,11 @@ export class Dialer {
     if (FATAL_CLOSE_CODES.has(code)) return this.#end({ kind: "fatal", code, reason: `the control plane closed the link: ${code} ${reason}`.trim() });
     const now = this.clock.now();
     this.#downSince ??= now;
-    const delay = Math.round(backoffDelay(this.#attempt, now - this.#downSince, this.options.backoff));
+    // Prompt retries only while they cost the other side nothing: right after a welcomed link is
+    // cut, or while nobody listens. A control plane that was reached and still failed us (refused
+    // the upgrade, timed out, closed before the welcome) may be overloaded: the long cap at once.
+    const prompt = conn.welcomed || conn.unreachable;
+    const delay = Math.round(backoffDelay(this.#attempt, prompt ? now - this.#downSince : Infinity, this.options.backoff));
     this.#attempt++;
     if (!conn.refused) this.log.info(`disconnected (${code}${reason ? ` ${reason}` : ""}); reconnecting in ${delay} ms`);
     else this.log.info(`reconnecting in ${delay} ms`);
