@@ -45,8 +45,15 @@ describe("waking after a control plane restart", () => {
 
     const agent = await TestAgent.ready(s.environment.id, s.agentToken);
     expect(await s.get()).toMatchObject({ state: "running", connected: true });
+    // Its return drops the link check: the alarm moves on to the idle check, no wake at t0 + 3 s.
+    const after = await runInDurableObject(s.stub, async (_obj: EnvironmentObject, ctx) => ({
+      timers: ctx.storage.sql.exec("SELECT key FROM schedule").toArray().map((r) => r.key),
+      alarm: await ctx.storage.getAlarm(),
+    }));
+    expect(after.timers).not.toContain("link.check");
+    expect(after.alarm).toBeGreaterThan(s.t0 + 3 * 1000);
 
-    // The check comes and finds the agent.
+    // A check (the idle one, run early) finds the agent.
     s.setClock(s.t0 + 3 * 1000);
     await runDurableObjectAlarm(s.stub);
     expect((await s.get()).state).toBe("running");
