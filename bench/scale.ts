@@ -259,8 +259,16 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     ctx.log(`reconnect: stopped in ${Math.round(stoppedMs)} ms, started in ${Math.round(startedMs)} ms; waiting for ${n} agents`);
     stage = `waiting for ${n} agents to reconnect`;
     const storm = await followStorm(f, h, { n, since: goneAt, zero: upAt, timeoutMs: 120_000 });
+    ctx.log(`reconnect: timeline [ms, open, welcomed] ${JSON.stringify(storm.timeline)}; welcome ${JSON.stringify(storm.welcome)}; agents welcomed before the health check answered: ${(await f.stats(goneAt, true)).welcomeTimes?.filter((t) => t < upAt).length ?? "n/a"}`);
     let listedRunning = 0;
-    await waitFor(async () => (listedRunning = await countInState(h.admin, "running")) === n && (await countInState(h.admin, "disconnected")) === 0, {
+    /** [ms from `zero`, listed running, listed disconnected] at each poll. */
+    const listed: Array<[number, number, number]> = [];
+    await waitFor(async () => {
+      listedRunning = await countInState(h.admin, "running");
+      const disconnected = await countInState(h.admin, "disconnected");
+      listed.push([Date.now() - upAt, listedRunning, disconnected]);
+      return listedRunning === n && disconnected === 0;
+    }, {
       timeoutMs: 30_000,
       intervalMs: 250,
       what: () => `all ${n} environments to be listed running again (${listedRunning})`,
@@ -348,7 +356,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
         id: "reconnect",
         title: "4. Reconnect storm",
         figures: stormFigures,
-        details: { wranglerOutput: h.notable().slice(-40), wranglerReloads: h.cp.reloads(), sampleEvents, stoppedMs, startedMs, allOpenMs: storm.allOpenMs, allWelcomedMs: storm.allWelcomedMs, allRunningMs, welcome: storm.welcome, cpuPercent: storm.cpuPercent, timeline: storm.timeline, newWelcomes: reconnected.welcomes - before.welcomes, runs: runChecks, execOk, execRefused, execUnanswered, execFailures, fleetBefore: before, fleetAfter: drained, linesLost, runsBroken, repliesNotSent, repliesNotDelivered },
+        details: { wranglerOutput: h.notable().slice(-40), wranglerReloads: h.cp.reloads(), sampleEvents, listed, stoppedMs, startedMs, allOpenMs: storm.allOpenMs, allWelcomedMs: storm.allWelcomedMs, allRunningMs, welcome: storm.welcome, cpuPercent: storm.cpuPercent, timeline: storm.timeline, newWelcomes: reconnected.welcomes - before.welcomes, runs: runChecks, execOk, execRefused, execUnanswered, execFailures, fleetBefore: before, fleetAfter: drained, linesLost, runsBroken, repliesNotSent, repliesNotDelivered },
         notes: stormNotes,
         durationMs: performance.now() - mid,
       },
