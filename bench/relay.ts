@@ -5,6 +5,10 @@
  * on both sides) and file.stat (almost no work: the round trip itself). The raw relay's `echo`
  * (answered without touching the agent's code) is the floor of a two-hop relay on this machine.
  *
+ * Both sides are asked for uncompressed answers (Accept-Encoding: identity): wrangler's local runtime
+ * gzips JSON for a client that accepts it, as the edge does, and Node's fetch accepts it by default,
+ * while the raw relay never compresses; the profile shows what gzip adds to a stat.
+ *
  * A profile follows: the same stat sent straight to the Worker's workerd (bypassing wrangler's dev
  * proxy), and the hops one by one: the Worker alone (GET /v1/health), Worker + Durable Object
  * without the agent (GET metrics), and the whole path.
@@ -20,6 +24,8 @@ import { round, summarize, type Summary } from "./lib/stats.js";
 import { directWorkerUrl } from "./lib/workerd.js";
 
 const PROBE = "probe.txt";
+/** The same wire on both sides: no compression (see above). */
+const IDENTITY = { "accept-encoding": "identity" } as const;
 
 async function ok(res: Response, what: string): Promise<void> {
   const text = await res.text();
@@ -36,13 +42,13 @@ export async function relaySection(ctx: BenchContext): Promise<SectionResult> {
 
   const execBody = JSON.stringify({ command: ["true"] });
   const outpost = {
-    exec: async () => ok(await h.admin.request("POST", `/v1/environments/${served.id}/exec`, { body: execBody, headers: { "content-type": "application/json" } }), "outpost exec"),
-    stat: async () => ok(await h.admin.request("GET", `/v1/environments/${served.id}/files/stat?path=${PROBE}`), "outpost stat"),
+    exec: async () => ok(await h.admin.request("POST", `/v1/environments/${served.id}/exec`, { body: execBody, headers: { "content-type": "application/json", ...IDENTITY } }), "outpost exec"),
+    stat: async () => ok(await h.admin.request("GET", `/v1/environments/${served.id}/files/stat?path=${PROBE}`, { headers: IDENTITY }), "outpost stat"),
   };
   const baseline = {
-    exec: async () => ok(await fetch(`${raw.url}/exec`, { method: "POST", body: execBody, headers: { "content-type": "application/json" } }), "raw exec"),
-    stat: async () => ok(await fetch(`${raw.url}/files/stat?path=${PROBE}`), "raw stat"),
-    echo: async () => ok(await fetch(`${raw.url}/echo`), "raw echo"),
+    exec: async () => ok(await fetch(`${raw.url}/exec`, { method: "POST", body: execBody, headers: { "content-type": "application/json", ...IDENTITY } }), "raw exec"),
+    stat: async () => ok(await fetch(`${raw.url}/files/stat?path=${PROBE}`, { headers: IDENTITY }), "raw stat"),
+    echo: async () => ok(await fetch(`${raw.url}/echo`, { headers: IDENTITY }), "raw echo"),
   };
 
   const count = ctx.smoke ? 10 : ctx.quick ? 40 : 300;
@@ -66,11 +72,12 @@ export async function relaySection(ctx: BenchContext): Promise<SectionResult> {
     profile = summaries(
       await interleaved(
         {
-          healthViaProxy: async () => ok(await h.admin.request("GET", "/v1/health"), "health"),
-          healthDirect: async () => ok(await d.request("GET", "/v1/health"), "health direct"),
-          metricsDirect: async () => ok(await d.request("GET", `/v1/environments/${served.id}/metrics`), "metrics direct"),
-          statDirect: async () => ok(await d.request("GET", `/v1/environments/${served.id}/files/stat?path=${PROBE}`), "stat direct"),
-          execDirect: async () => ok(await d.request("POST", `/v1/environments/${served.id}/exec`, { body: execBody, headers: { "content-type": "application/json" } }), "exec direct"),
+          healthViaProxy: async () => ok(await h.admin.request("GET", "/v1/health", { headers: IDENTITY }), "health"),
+          healthDirect: async () => ok(await d.request("GET", "/v1/health", { headers: IDENTITY }), "health direct"),
+          metricsDirect: async () => ok(await d.request("GET", `/v1/environments/${served.id}/metrics`, { headers: IDENTITY }), "metrics direct"),
+          statDirect: async () => ok(await d.request("GET", `/v1/environments/${served.id}/files/stat?path=${PROBE}`, { headers: IDENTITY }), "stat direct"),
+          statGzip: async () => ok(await h.admin.request("GET", `/v1/environments/${served.id}/files/stat?path=${PROBE}`), "stat gzip"),
+          execDirect: async () => ok(await d.request("POST", `/v1/environments/${served.id}/exec`, { body: execBody, headers: { "content-type": "application/json", ...IDENTITY } }), "exec direct"),
         },
         { count: profileCount, block: 25, maxMs: 60_000 },
       ),
@@ -93,6 +100,7 @@ export async function relaySection(ctx: BenchContext): Promise<SectionResult> {
     figures.push(
       { section: "relay", name: "exec `true` p50, dev proxy bypassed", value: profile.execDirect!.p50, unit: "ms", baseline: { name: "raw relay", value: main.rawExec!.p50 }, ratio: ratio(profile.execDirect!.p50, main.rawExec!.p50), note: "profile" },
       { section: "relay", name: "file stat p50, dev proxy bypassed", value: profile.statDirect!.p50, unit: "ms", baseline: { name: "raw relay", value: main.rawStat!.p50 }, ratio: ratio(profile.statDirect!.p50, main.rawStat!.p50), note: "profile" },
+      { section: "relay", name: "file stat p50, gzip accepted (fetch's default)", value: profile.statGzip!.p50, unit: "ms", baseline: { name: "raw relay", value: main.rawStat!.p50 }, ratio: ratio(profile.statGzip!.p50, main.rawStat!.p50), note: "profile" },
     );
   }
   if (perRequest) {
@@ -106,7 +114,8 @@ export async function relaySection(ctx: BenchContext): Promise<SectionResult> {
   if (profile) {
     notes.push(
       `Where it goes (p50): the Worker alone answers GET /v1/health in ${profile.healthViaProxy!.p50} ms through wrangler dev, ${profile.healthDirect!.p50} ms straight to its workerd, so the dev proxy costs ${round(profile.healthViaProxy!.p50 - profile.healthDirect!.p50)} ms per request; ` +
-        `Worker + Durable Object without the agent (GET metrics, direct) ${profile.metricsDirect!.p50} ms; the whole stat path direct ${profile.statDirect!.p50} ms, so the agent hop (DO → WebSocket → agent → DO) adds about ${round(profile.statDirect!.p50 - profile.metricsDirect!.p50)} ms.`,
+        `Worker + Durable Object without the agent (GET metrics, direct) ${profile.metricsDirect!.p50} ms; the whole stat path direct ${profile.statDirect!.p50} ms, so the agent hop (DO → WebSocket → agent → DO) adds about ${round(profile.statDirect!.p50 - profile.metricsDirect!.p50)} ms. ` +
+        `All of these ask for an uncompressed answer, as the raw relay gives; a client that accepts gzip (fetch's default) gets a gzipped stat in ${profile.statGzip!.p50} ms through wrangler dev.`,
     );
   } else {
     notes.push(ctx.smoke ? "Smoke run: no profile." : "The Worker's own workerd port was not found, so the profile without wrangler's dev proxy was skipped.");
