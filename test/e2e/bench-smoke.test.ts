@@ -43,6 +43,6 @@ it("npm run bench -- --smoke writes a table and JSON of the expected shape", asy
     }
   }
   const names = result.sections.flatMap((s) => s.figures.map((f) => f.name));
-  expect(names).toEqual(expect.arrayContaining(["exec `true` round trip p50", "agent idle RSS", "agent peak RSS since start (VmHWM)", "process start → running"]));
+  expect(names).toEqual(expect.arrayContaining(["exec `true` round trip p50, through wrangler dev", "agent idle RSS", "agent peak RSS since start (VmHWM)", "process start → running"]));
   expect(await readFile(join(out, "latest.md"), "utf8")).toMatch(/^\| section \| figure \| Outpost \|/m);
 });
