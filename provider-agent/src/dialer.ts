@@ -18,6 +18,13 @@ export const DEFAULT_HEARTBEAT_MS = 10_000;
 export const DEFAULT_STABLE_MS = 10_000;
 /** Pings in a row without any answer before the link counts as half-open. */
 const MISSED_PINGS = 2;
+/**
+ * The same before the welcome. A control plane serving a storm of returning agents accepts the
+ * upgrades long before it gets to their hellos (locally about 100 a second, behind every queued
+ * upgrade); cutting such a link after two pings puts its upgrade and hello at the back of the queue
+ * again, and a whole fleet doing it keeps the storm from ever settling.
+ */
+const MISSED_PINGS_BEFORE_WELCOME = 6;
 /** HTTP statuses on the upgrade after which reconnecting with the same token is pointless. */
 const FATAL_STATUSES = new Set([401, 403, 404]);
 
@@ -181,8 +188,9 @@ export class Dialer {
     conn.heartbeat = this.clock.setTimeout(() => {
       conn.heartbeat = null;
       if (conn.ws.readyState !== WebSocket.OPEN) return;
-      if (conn.unanswered >= MISSED_PINGS) {
-        this.log.warn(`no pong for ${MISSED_PINGS} heartbeats; the link is half-open, reconnecting`);
+      const missed = conn.welcomed ? MISSED_PINGS : MISSED_PINGS_BEFORE_WELCOME;
+      if (conn.unanswered >= missed) {
+        this.log.warn(`no pong for ${missed} heartbeats${conn.welcomed ? "" : " and no welcome"}; the link is half-open, reconnecting`);
         conn.ws.terminate();
         return;
       }

@@ -100,10 +100,12 @@ describe("link", () => {
     await edge.until(() => second.frames.some((f) => f.kind === "hello"), 5_000, "a second hello");
   });
 
-  it("uses its own heartbeat interval until a welcome arrives", async () => {
-    const { edge } = await withEdge({ welcomeHeartbeatMs: null, pong: false }, { heartbeatMs: 30 });
+  it("uses its own heartbeat interval until a welcome arrives, and waits six unanswered pings for it", async () => {
+    // A control plane busy with a storm has accepted the upgrade but not yet answered the hello.
+    const { edge, lines } = await withEdge({ welcomeHeartbeatMs: null, pong: false }, { heartbeatMs: 30 });
     await edge.connection(1);
-    expect(edge.connections[0]!.messages.filter((m) => m === "ping")).toHaveLength(2);
+    expect(edge.connections[0]!.messages.filter((m) => m === "ping")).toHaveLength(6);
+    expect(lines.some((l) => l.includes("no pong for 6 heartbeats and no welcome"))).toBe(true);
   });
 
   it("reconnects and says hello again after the edge drops the connection", async () => {
