@@ -85,8 +85,7 @@ interface Storm {
 /**
  * Follows the fleet until every agent has been welcomed after `since` (epoch ms: the fleet's start,
  * or the moment the old control plane was gone), or `timeoutMs`; times are reported from `zero`
- * (the fleet's start, or the moment the restarted control plane answered its health check; agents
- * may be welcomed a little before that). Never throws: a storm that does not settle is a result too.
+ * (the fleet's start, or the launch of the new control plane). Never throws: a storm that does not settle is a result too.
  */
 async function followStorm(f: Fleet, h: BenchControlPlane, o: { n: number; since: number; zero: number; timeoutMs: number }): Promise<Storm> {
   const pids = processTree(h.cp.pid).map((p) => p.pid);
@@ -258,7 +257,10 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     const upAt = Date.now();
     ctx.log(`reconnect: stopped in ${Math.round(stoppedMs)} ms, started in ${Math.round(startedMs)} ms; waiting for ${n} agents`);
     stage = `waiting for ${n} agents to reconnect`;
-    const storm = await followStorm(f, h, { n, since: goneAt, zero: upAt, timeoutMs: 120_000 });
+    // Timed from the new control plane's launch: agents dialling while it starts queue their upgrades
+    // ahead of its health check, which then answers late, so timing from that answer would flatter.
+    const answeredMs = upAt - goneAt;
+    const storm = await followStorm(f, h, { n, since: goneAt, zero: goneAt, timeoutMs: 120_000 });
     ctx.log(`reconnect: timeline [ms, open, welcomed] ${JSON.stringify(storm.timeline)}; welcome ${JSON.stringify(storm.welcome)}; agents welcomed before the health check answered: ${(await f.stats(goneAt, true)).welcomeTimes?.filter((t) => t < upAt).length ?? "n/a"}`);
     let listedRunning = 0;
     /** [ms from `zero`, listed running, listed disconnected] at each poll. */
@@ -266,14 +268,14 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     await waitFor(async () => {
       listedRunning = await countInState(h.admin, "running");
       const disconnected = await countInState(h.admin, "disconnected");
-      listed.push([Date.now() - upAt, listedRunning, disconnected]);
+      listed.push([Date.now() - goneAt, listedRunning, disconnected]);
       return listedRunning === n && disconnected === 0;
     }, {
       timeoutMs: 30_000,
       intervalMs: 250,
       what: () => `all ${n} environments to be listed running again (${listedRunning})`,
     }).catch(() => undefined);
-    const allRunningMs = storm.allWelcomedMs !== null && listedRunning === n ? Date.now() - upAt : null;
+    const allRunningMs = storm.allWelcomedMs !== null && listedRunning === n ? Date.now() - goneAt : null;
     const reconnected = storm.final;
 
     // What a returning object did, from its event log (an environment without a run).
@@ -285,7 +287,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
 
     // Losses: runs' lines, one exec everywhere, outboxes drained.
     stage = "checking what the restart lost";
-    ctx.log(`reconnect: ${storm.final.welcomedSince} of ${n} welcomed again after ${Date.now() - upAt} ms; checking that nothing was lost`);
+    ctx.log(`reconnect: ${storm.final.welcomedSince} of ${n} welcomed again ${Date.now() - goneAt} ms after the launch; checking that nothing was lost`);
     await waitFor(
       async () => {
         const states = await mapLimit(runs, 8, async (r) => ((await (await h.admin.request("GET", `/v1/runs/${r.runId}`)).json()) as { run: { state: string } }).run.state);
@@ -330,8 +332,15 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     const lost = linesLost + runsBroken + execUnanswered + drained.unacknowledged + Math.max(0, repliesNotSent) + repliesNotDelivered;
 
     const stormFigures: Figure[] = [
-      { section: "reconnect", name: `restart → all ${n} agents welcomed again`, value: storm.allWelcomedMs, unit: "ms", target: "≤ 10 s", met: storm.allWelcomedMs !== null && storm.allWelcomedMs <= 10_000, note: "from the moment the restarted control plane answers" },
-      { section: "reconnect", name: `restart → all ${n} listed running again`, value: allRunningMs, unit: "ms", target: "≤ 10 s", met: allRunningMs !== null && allRunningMs <= 10_000 },
+      { section: "reconnect", name: `restart → all ${n} agents welcomed again`, value: storm.allWelcomedMs, unit: "ms", target: "≤ 10 s", met: storm.allWelcomedMs !== null && storm.allWelcomedMs <= 10_000, note: `from the launch of the new control plane (wrangler dev); its health check answered after ${Math.round(answeredMs)} ms` },
+      {
+        section: "reconnect",
+        name: `health check answered → all ${n} agents welcomed again`,
+        value: storm.allWelcomedMs === null ? null : Math.max(0, Math.round(storm.allWelcomedMs - answeredMs)),
+        unit: "ms",
+        note: "how the section timed it before; agents dialling during the start queue their upgrades ahead of the check, which then answers late, so this alone flatters",
+      },
+      { section: "reconnect", name: `restart → all ${n} listed running again`, value: allRunningMs, unit: "ms", target: "≤ 10 s", note: "from the launch", met: allRunningMs !== null && allRunningMs <= 10_000 },
       { section: "reconnect", name: "restart → half of the agents welcomed again", value: storm.welcome?.p50 ?? null, unit: "ms", note: `p90 ${storm.welcome?.p90 ?? "n/a"} ms` },
       { section: "reconnect", name: "control plane down (stop + start)", value: Math.round(stoppedMs + startedMs), unit: "ms", note: `stop ${Math.round(stoppedMs)} ms, start ${Math.round(startedMs)} ms` },
       { section: "reconnect", name: "messages lost", value: lost, unit: "", target: "0", met: lost === 0 },
@@ -339,14 +348,14 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     ];
     const stormNotes = [
       `${runCount} runs printed ${lines} numbered lines each (one every 100 ms) across the restart; ${runChecks.filter((r) => r.ok).length} of ${runCount} event logs hold every line exactly once, in order (${linesLost} line(s) missing). After the storm one exec went to each of the ${n} environments: ${execOk} answered correctly, ${execRefused} refused with an error status${execFailures[0] ? ` (first: ${execFailures[0].error.slice(0, 120)})` : ""}, ${execUnanswered} unanswered; the fleet received ${drained.requests - beforeExec.requests} requests and sent ${drained.replies - beforeExec.replies} replies; ${drained.unacknowledged} frame(s) left unacknowledged in the agents' outboxes. "Messages lost" sums missing or disordered run lines, unanswered execs, unacknowledged frames, requests without a reply and replies that did not reach their client; a request refused with an error status is counted apart: the client was told${drained.requests - beforeExec.requests === execOk + execUnanswered ? ", and none of them reached an agent (the fleet's request count equals the answered ones)" : `, though ${drained.requests - beforeExec.requests - execOk - execUnanswered} of them reached an agent`}.`,
-      `Timeline after the restarted control plane answered: all ${n} links open after ${storm.allOpenMs ?? "n/a (not within 120 s)"} ms, half the agents welcomed after ${storm.welcome?.p50 ?? "n/a"} ms, 90% after ${storm.welcome?.p90 ?? "n/a"} ms, all after ${storm.allWelcomedMs ?? `n/a (${storm.final.welcomedSince} within 120 s)`} ms; the control plane's processes used ${storm.cpuPercent}% of a core meanwhile (timeline in latest.json). The agents retry with their default backoff (full jitter, ${BACKOFF_DEFAULTS.baseMs} ms doubling up to ${BACKOFF_DEFAULTS.promptMaxMs / 1000} s for the first ${BACKOFF_DEFAULTS.promptMs / 1000} s of an outage, ${BACKOFF_DEFAULTS.maxMs / 1000} s after), so after the control plane's ${Math.round((stoppedMs + startedMs) / 100) / 10} s away a retry may come up to ${BACKOFF_DEFAULTS.promptMaxMs / 1000} s after its return.`,
+      `Timeline from the new control plane's launch (its health check answered after ${Math.round(answeredMs)} ms): all ${n} links open after ${storm.allOpenMs ?? "n/a (not within 120 s)"} ms, half the agents welcomed after ${storm.welcome?.p50 ?? "n/a"} ms, 90% after ${storm.welcome?.p90 ?? "n/a"} ms, all after ${storm.allWelcomedMs ?? `n/a (${storm.final.welcomedSince} within 120 s)`} ms; the control plane's processes used ${storm.cpuPercent}% of a core meanwhile (timeline in latest.json). The agents retry with their default backoff (full jitter, ${BACKOFF_DEFAULTS.baseMs} ms doubling up to ${BACKOFF_DEFAULTS.promptMaxMs / 1000} s for the first ${BACKOFF_DEFAULTS.promptMs / 1000} s of an outage while nobody listens, ${BACKOFF_DEFAULTS.maxMs / 1000} s after that and after a failure of a control plane that was reached), so after the control plane's ${Math.round((stoppedMs + startedMs) / 100) / 10} s away a retry may come up to ${BACKOFF_DEFAULTS.promptMaxMs / 1000} s after it listens again.`,
     ];
     if (!(storm.allWelcomedMs !== null && storm.allWelcomedMs <= 10_000) && storm.welcome) {
       const w = storm.welcome;
       const rate = Math.round((0.99 * n - 1) / Math.max(0.001, (w.p99 - w.first) / 1000));
       stormNotes.push(
-        `Target missed, for two reasons the timeline separates. (1) The control plane: the first agent was welcomed only ${w.first} ms after the restart and 99% after ${w.p99} ms, about ${rate} hellos a second while its processes used ${storm.cpuPercent}% of a core. Locally every Durable Object runs in one workerd process (one JavaScript thread) and every state change writes the one local D1 file; each returning object is woken by its agent's upgrade${recoveredFirst ? ", runs its recovery first (running → disconnected: a D1 write and an event, as its event log shows) and then the hello (→ running: another D1 write and event)" : " and handles the hello"}. On Cloudflare the objects are spread over many machines. ` +
-          `(2) The agents' backoff: the last ${n - Math.floor(0.99 * n)} agent(s) came back at ${w.max} ms, because a retry that failed while the control plane was down waits up to min(${BACKOFF_DEFAULTS.promptMaxMs / 1000} s, ${BACKOFF_DEFAULTS.baseMs} ms × 2^attempt) for the next one (${BACKOFF_DEFAULTS.maxMs / 1000} s once an outage has lasted ${BACKOFF_DEFAULTS.promptMs / 1000} s), and one refused or cut during the storm waits again.`,
+        `Target missed, for two reasons the timeline separates. (1) The control plane: the first agent was welcomed only ${w.first} ms after the new control plane's launch and 99% after ${w.p99} ms, about ${rate} hellos a second while its processes used ${storm.cpuPercent}% of a core. Locally every Durable Object runs in one workerd process (one JavaScript thread) and every state change writes the one local D1 file; each returning object is woken by its agent's upgrade${recoveredFirst ? ", runs its recovery first (running → disconnected: a D1 write and an event, as its event log shows) and then the hello (→ running: another D1 write and event)" : " and handles the hello"}. On Cloudflare the objects are spread over many machines. ` +
+          `(2) The agents' backoff: the last ${n - Math.floor(0.99 * n)} agent(s) came back at ${w.max} ms, because a retry that failed while the control plane was down waits up to min(${BACKOFF_DEFAULTS.promptMaxMs / 1000} s, ${BACKOFF_DEFAULTS.baseMs} ms × 2^attempt) for the next one (${BACKOFF_DEFAULTS.maxMs / 1000} s once an outage has lasted ${BACKOFF_DEFAULTS.promptMs / 1000} s), and one that reached the control plane and still failed (refused, timed out, cut before its welcome) waits up to ${BACKOFF_DEFAULTS.maxMs / 1000} s at once, as an overloaded control plane needs.`,
       );
     }
     const mid = t0 + scaleResult.durationMs;
