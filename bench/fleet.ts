@@ -60,6 +60,8 @@ export interface FleetStats {
   healthSent: number;
   warnings: number;
   lastWarning: string | null;
+  /** Connection attempts that got no answer to their upgrade before the agent's opening-handshake timeout. */
+  handshakeTimeouts: number;
   rssBytes: number;
 }
 
@@ -83,12 +85,13 @@ export const PROBE_FILE = "probe.txt";
 function runFleet(spec: FleetSpec): Promise<void> {
   let warnings = 0;
   let lastWarning: string | null = null;
-  const log: Logger = {
-    info() {},
-    debug() {},
-    warn: (m) => void (warnings++, (lastWarning = m)),
-    error: (m) => void (warnings++, (lastWarning = m)),
+  let handshakeTimeouts = 0;
+  const warn = (m: string) => {
+    warnings++;
+    lastWarning = m;
+    if (m.includes("Opening handshake has timed out")) handshakeTimeouts++; // ws's message
   };
+  const log: Logger = { info() {}, debug() {}, warn, error: warn };
 
   const members: Member[] = spec.agents.map((a) => {
     const endpoint = connectEndpoint(spec.url, a.token);
@@ -163,7 +166,7 @@ function runFleet(spec: FleetSpec): Promise<void> {
       healthSent += m.healthSent;
     }
     const welcomeTimes = times ? members.map((m) => m.lastWelcomeAt).filter((t) => since > 0 && t >= since).sort((a, b) => a - b) : undefined;
-    return { agents: members.length, connected, welcomed, welcomedSince, lastWelcomeAt, welcomes, requests, replies, unacknowledged, healthSent, warnings, lastWarning, rssBytes: process.memoryUsage.rss(), ...(welcomeTimes ? { welcomeTimes } : {}) };
+    return { agents: members.length, connected, welcomed, welcomedSince, lastWelcomeAt, welcomes, requests, replies, unacknowledged, healthSent, warnings, lastWarning, handshakeTimeouts, rssBytes: process.memoryUsage.rss(), ...(welcomeTimes ? { welcomeTimes } : {}) };
   };
 
   const stopAll = async () => {

@@ -277,6 +277,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
     }).catch(() => undefined);
     const allRunningMs = storm.allWelcomedMs !== null && listedRunning === n ? Date.now() - goneAt : null;
     const reconnected = storm.final;
+    const unanswered = reconnected.handshakeTimeouts - before.handshakeTimeouts;
 
     // What a returning object did, from its event log (an environment without a run).
     const sample = created[created.length - 1]!.id;
@@ -355,7 +356,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
       const rate = Math.round((0.99 * n - 1) / Math.max(0.001, (w.p99 - w.first) / 1000));
       stormNotes.push(
         `Target missed, for two reasons the timeline separates. (1) The control plane: the first agent was welcomed only ${w.first} ms after the new control plane's launch and 99% after ${w.p99} ms, about ${rate} hellos a second while its processes used ${storm.cpuPercent}% of a core. Locally every Durable Object runs in one workerd process (one JavaScript thread) and every state change writes the one local D1 file; each returning object is woken by its agent's upgrade${recoveredFirst ? ", runs its recovery first (running → disconnected: a D1 write and an event, as its event log shows) and then the hello (→ running: another D1 write and event)" : " and handles the hello"}. On Cloudflare the objects are spread over many machines. ` +
-          `(2) The agents' backoff: the last ${n - Math.floor(0.99 * n)} agent(s) came back at ${w.max} ms, because a retry that failed while the control plane was down waits up to min(${BACKOFF_DEFAULTS.promptMaxMs / 1000} s, ${BACKOFF_DEFAULTS.baseMs} ms × 2^attempt) for the next one (${BACKOFF_DEFAULTS.maxMs / 1000} s once an outage has lasted ${BACKOFF_DEFAULTS.promptMs / 1000} s), and one that reached the control plane and still failed (refused, timed out, cut before its welcome) waits up to ${BACKOFF_DEFAULTS.maxMs / 1000} s at once, as an overloaded control plane needs.`,
+          `(2) The last ${n - Math.floor(0.99 * n)} agent(s) came back at ${w.max} ms. ${unanswered} connection attempt(s) during the storm got no answer to their upgrade and waited out the agent's opening-handshake timeout (30 s by default); a retry that failed while the control plane was down waits up to min(${BACKOFF_DEFAULTS.promptMaxMs / 1000} s, ${BACKOFF_DEFAULTS.baseMs} ms × 2^attempt) for the next one (${BACKOFF_DEFAULTS.maxMs / 1000} s once an outage has lasted ${BACKOFF_DEFAULTS.promptMs / 1000} s), and one that reached the control plane and still failed (refused, timed out, cut before its welcome) waits up to ${BACKOFF_DEFAULTS.maxMs / 1000} s at once, as an overloaded control plane needs.`,
       );
     }
     const mid = t0 + scaleResult.durationMs;
@@ -365,7 +366,7 @@ export async function scaleSections(ctx: BenchContext): Promise<SectionResult[]>
         id: "reconnect",
         title: "4. Reconnect storm",
         figures: stormFigures,
-        details: { wranglerOutput: h.notable().slice(-40), wranglerReloads: h.cp.reloads(), sampleEvents, listed, stoppedMs, startedMs, allOpenMs: storm.allOpenMs, allWelcomedMs: storm.allWelcomedMs, allRunningMs, welcome: storm.welcome, cpuPercent: storm.cpuPercent, timeline: storm.timeline, newWelcomes: reconnected.welcomes - before.welcomes, runs: runChecks, execOk, execRefused, execUnanswered, execFailures, fleetBefore: before, fleetAfter: drained, linesLost, runsBroken, repliesNotSent, repliesNotDelivered },
+        details: { wranglerOutput: h.notable().slice(-40), wranglerReloads: h.cp.reloads(), sampleEvents, listed, stoppedMs, startedMs, allOpenMs: storm.allOpenMs, allWelcomedMs: storm.allWelcomedMs, allRunningMs, welcome: storm.welcome, cpuPercent: storm.cpuPercent, timeline: storm.timeline, newWelcomes: reconnected.welcomes - before.welcomes, handshakeTimeouts: unanswered, runs: runChecks, execOk, execRefused, execUnanswered, execFailures, fleetBefore: before, fleetAfter: drained, linesLost, runsBroken, repliesNotSent, repliesNotDelivered },
         notes: stormNotes,
         durationMs: performance.now() - mid,
       },
