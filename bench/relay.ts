@@ -46,11 +46,6 @@ export async function relaySection(ctx: BenchContext): Promise<SectionResult> {
   // The Worker's own workerd (Miniflare's), without wrangler's dev proxy: the path the targets are judged on.
   const direct = ctx.smoke ? null : await directWorkerUrl(h.cp.pid, h.port);
   const d = direct ? new OutpostClient(direct, h.admin.token) : null;
-  const outpost = {
-    exec: exec(h.admin, "outpost exec"),
-    stat: stat(h.admin, "outpost stat"),
-    ...(d ? { execDirect: exec(d, "outpost exec direct"), statDirect: stat(d, "outpost stat direct") } : {}),
-  };
   const baseline = {
     exec: async () => ok(await fetch(`${raw.url}/exec`, { method: "POST", body: execBody, headers: { "content-type": "application/json", ...IDENTITY } }), "raw exec"),
     stat: async () => ok(await fetch(`${raw.url}/files/stat?path=${PROBE}`, { headers: IDENTITY }), "raw stat"),
@@ -61,19 +56,20 @@ export async function relaySection(ctx: BenchContext): Promise<SectionResult> {
   const warm = ctx.smoke ? 3 : ctx.quick ? 10 : 30;
   ctx.log(`relay: warm-up (${warm} each), then ${count} sequential calls each, interleaved in blocks of 25${direct ? `; the Worker's workerd is at ${direct}` : ""}`);
   const contenders: Record<string, () => Promise<void>> = {
-    outpostExec: outpost.exec,
+    outpostExec: exec(h.admin, "outpost exec"),
     rawExec: baseline.exec,
-    outpostStat: outpost.stat,
+    outpostStat: stat(h.admin, "outpost stat"),
     rawStat: baseline.stat,
     rawEcho: baseline.echo,
-    ...(outpost.execDirect && outpost.statDirect ? { outpostExecDirect: outpost.execDirect, outpostStatDirect: outpost.statDirect } : {}),
   };
+  const statDirect = d ? stat(d, "outpost stat direct") : null;
+  if (d && statDirect) Object.assign(contenders, { outpostExecDirect: exec(d, "outpost exec direct"), outpostStatDirect: statDirect });
   await interleaved(contenders, { count: warm, block: warm, maxMs: 60_000 });
   const main = summaries(await interleaved(contenders, { count, block: 25, maxMs: ctx.quick ? 40_000 : 200_000 }));
 
   // Profile: where the time goes.
   let profile: Record<string, Summary> | null = null;
-  if (d) {
+  if (d && statDirect) {
     const profileCount = ctx.quick ? 30 : 150;
     ctx.log(`relay: profile (${profileCount} calls each)`);
     profile = summaries(
@@ -82,7 +78,7 @@ export async function relaySection(ctx: BenchContext): Promise<SectionResult> {
           healthViaProxy: async () => ok(await h.admin.request("GET", "/v1/health", { headers: IDENTITY }), "health"),
           healthDirect: async () => ok(await d.request("GET", "/v1/health", { headers: IDENTITY }), "health direct"),
           metricsDirect: async () => ok(await d.request("GET", `/v1/environments/${served.id}/metrics`, { headers: IDENTITY }), "metrics direct"),
-          statDirect: outpost.statDirect!,
+          statDirect,
           statGzip: async () => ok(await h.admin.request("GET", `/v1/environments/${served.id}/files/stat?path=${PROBE}`), "stat gzip"),
         },
         { count: profileCount, block: 25, maxMs: 60_000 },
@@ -91,7 +87,7 @@ export async function relaySection(ctx: BenchContext): Promise<SectionResult> {
   }
 
   // What one request costs the object in storage: an exec logs an event (and the metrics row goes along).
-  const perRequest = ctx.smoke ? null : { stat: await storageCost(h.admin, served.id, 20, outpost.stat), exec: await storageCost(h.admin, served.id, 20, outpost.exec) };
+  const perRequest = ctx.smoke ? null : { stat: await storageCost(h.admin, served.id, 20, contenders.outpostStat!), exec: await storageCost(h.admin, served.id, 20, contenders.outpostExec!) };
 
   const ratio = (a: number, b: number) => round(a / b);
   // The targets are judged on the Worker's own workerd when it was found; through wrangler's dev proxy otherwise.
