@@ -73,6 +73,8 @@ export class Dialer {
   #finish!: (end: LinkEnd) => void;
   #conn: Connection | null = null;
   #attempt = 0;
+  /** What the next connection dials with: `options.token` until a renewed one is set. */
+  #token: string;
   /** When the outage began: the last stable link ended, or the first dial (null while a link is stable). */
   #downSince: number | null = null;
   #heartbeatMs: number;
@@ -87,6 +89,7 @@ export class Dialer {
     private readonly options: DialerOptions,
     private readonly hooks: DialerHooks,
   ) {
+    this.#token = options.token;
     this.#heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.clock = options.clock ?? realClock();
     this.log = options.log ?? silentLogger;
@@ -107,7 +110,7 @@ export class Dialer {
 
   /** The token the next connection dials with (the one of the moment stays up). */
   setToken(token: string): void {
-    this.options.token = token;
+    this.#token = token;
   }
 
   start(): void {
@@ -152,10 +155,10 @@ export class Dialer {
   #connect(): void {
     this.#reconnect = null;
     this.#downSince ??= this.clock.now();
-    const { url, token } = this.options;
+    const { url } = this.options;
     this.log.info(`connecting to ${url}`);
     const ws = new WebSocket(url, {
-      headers: { Authorization: `Bearer ${token}` },
+      headers: { Authorization: `Bearer ${this.#token}` },
       maxPayload: MAX_FRAME_BYTES,
       // No compression: deflating every chunk frame (random bytes as base64) cost the agent and
       // workerd about three quarters of a file transfer's CPU, for little saved on the wire.

@@ -108,6 +108,18 @@ describe("link", () => {
     expect(lines.some((l) => l.includes("no pong for 6 heartbeats and no welcome"))).toBe(true);
   });
 
+  it("dials with a renewed token from the next connection on; the one of the moment stays up", async () => {
+    const { edge, link } = await withEdge();
+    await edge.frame(0, (f) => f.kind === "hello");
+    const renewed = agentToken({ sub: ENV_ID, org: "acme", gen: 1, spawn: { maxChildren: 1 } });
+    link.setToken(renewed);
+    expect(edge.connections).toHaveLength(1);
+    edge.connections[0]!.ws.close(1011, "server restarting");
+    const second = await edge.connection(1);
+    expect(edge.connections[0]!.request.headers.authorization).toBe(`Bearer ${token}`);
+    expect(second.request.headers.authorization).toBe(`Bearer ${renewed}`);
+  });
+
   it("reconnects and says hello again after the edge drops the connection", async () => {
     const { edge } = await withEdge();
     await edge.frame(0, (f) => f.kind === "hello");
