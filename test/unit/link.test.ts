@@ -1,5 +1,3 @@
-import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 import { Hello } from "@outpost/protocol";
 import { afterEach, describe, expect, it } from "vitest";
 import { CAPABILITIES, helloFrame } from "../../provider-agent/src/agent.js";
@@ -7,6 +5,7 @@ import { ManualClock, type Clock } from "../../provider-agent/src/clock.js";
 import { connectEndpoint } from "../../provider-agent/src/endpoint.js";
 import { Link, type LinkOptions } from "../../provider-agent/src/link.js";
 import { createLogger } from "../../provider-agent/src/log.js";
+import { freePort } from "../../scripts/lib/ports.js";
 import { agentToken, ENV_ID, sleep, TestEdge, waitFor, type EdgeOptions } from "./helpers.js";
 
 const token = agentToken();
@@ -269,11 +268,3 @@ describe("link", () => {
     expect(delays().slice(0, 8)).toEqual([100, 200, 400, 800, 1_600, 3_200, 6_400, 10_000]);
   });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
