@@ -55,9 +55,9 @@ export interface WatchAttachment {
   acks: boolean;
   /** When its replay stopped on a full window (cleared by its next ack). */
   fullAt?: number;
-  /** The cursor it connected with, and the ack frames it has sent (absent on sockets from before they were kept). */
-  from?: number;
-  frames?: number;
+  /** The cursor it connected with, and the ack frames it has sent (0 on sockets from before they were kept). */
+  from: number;
+  frames: number;
 }
 
 export type Attachment = AgentAttachment | WatchAttachment;

@@ -76,10 +76,10 @@ export class Watchers {
       }
     }
     const top = a.live ? this.log().lastSeq() : a.sent;
-    const frames = (a.frames ?? 0) + 1;
+    const frames = a.frames + 1;
     // Anything else closes at once, so frames cannot keep the object awake: each ack names an event it
     // was sent, and it sends no more acks than it was sent events.
-    if (seq <= (a.from ?? 0) || seq > top || frames > top - (a.from ?? 0)) {
+    if (seq <= a.from || seq > top || frames > top - a.from) {
       return closeQuietly(ws, CLOSE.protocolError, "the event stream takes only ack frames for events it sent, at most one per event");
     }
     a.frames = frames;
@@ -132,8 +132,8 @@ export class Watchers {
   }
 }
 
-/** The watcher's cursors; a socket from before flow control (no cursors) counts as acked at 0. */
+/** The watcher's cursors; a socket from before some were kept gets defaults for those (cursors 0, live, no acks). */
 function watchAttachment(ws: WebSocket): WatchAttachment {
   const a = attachment(ws) as Partial<WatchAttachment> | null;
-  return { role: "watch", acked: a?.acked ?? 0, sent: a?.sent ?? 0, live: a?.live ?? true, window: a?.window ?? WATCH_WINDOW.events, acks: a?.acks ?? false, ...(a?.fullAt === undefined ? {} : { fullAt: a.fullAt }), ...(a?.from === undefined ? {} : { from: a.from }), ...(a?.frames === undefined ? {} : { frames: a.frames }) };
+  return { role: "watch", acked: 0, sent: 0, live: true, window: WATCH_WINDOW.events, acks: false, from: 0, frames: 0, ...a };
 }
