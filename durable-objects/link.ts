@@ -50,7 +50,8 @@ export class EdgeLink {
       out = { ...frame, seq: this.allocate() };
       if (durableKey) {
         this.sql`INSERT INTO outbox (seq, key, frame) VALUES (${out.seq!}, ${durableKey}, ${JSON.stringify(out)})`;
-        if (this.durableLowest !== undefined) this.durableLowest = Math.min(this.durableLowest ?? out.seq!, out.seq!);
+        // Seqs only grow: a frame already waiting stays the lowest; into an empty outbox this one is.
+        if (this.durableLowest === null) this.durableLowest = out.seq!;
       } else this.volatile.set(out.seq!, out);
     }
     if (ws) this.transmit(ws, out);
