@@ -114,7 +114,9 @@ export class Dialer {
   }
 
   start(): void {
-    if (!this.#conn && !this.#ended) this.#connect();
+    if (this.#conn || this.#ended) return;
+    this.#downSince ??= this.clock.now();
+    this.#connect();
   }
 
   /** The connection, when frames may flow on it (open and welcomed). */
@@ -154,7 +156,6 @@ export class Dialer {
 
   #connect(): void {
     this.#reconnect = null;
-    this.#downSince ??= this.clock.now();
     const { url } = this.options;
     this.log.info(`connecting to ${url}`);
     const ws = new WebSocket(url, {
