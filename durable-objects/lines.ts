@@ -84,11 +84,10 @@ export function relayLines(
     tail.push(chunk);
     await writer.write(chunk);
   };
-  /** Hands the first line to `first`; passes it on unless taken, then whatever followed it. */
+  /** Hands the first line (with its newline) to `first`; passes it on unless taken, then whatever followed it. */
   const takeHead = async (line: Uint8Array[], rest: Uint8Array) => {
     head = null;
     if (!o.first!(decodeLine(line))) for (const part of line) await pass(part);
-    else if (rest.length > 0 && rest[0] === 10) rest = rest.subarray(1);
     await pass(rest);
   };
   const encode = (line: unknown) => new TextEncoder().encode(`${JSON.stringify(line)}\n`);
@@ -119,7 +118,7 @@ export function relayLines(
         }
         const nl = r.value.indexOf(10);
         if (nl < 0) head.push(r.value);
-        else await takeHead([...head, r.value.subarray(0, nl)], r.value.subarray(nl));
+        else await takeHead([...head, r.value.subarray(0, nl + 1)], r.value.subarray(nl + 1));
       }
       if (head) await takeHead(head, new Uint8Array(0));
       if (gone) return;
