@@ -588,7 +588,7 @@ export class EnvironmentObject extends DurableObject<Env> {
     }
     await this.apply("agent.connected");
     // Back after a control plane restart: the link check recover() set is moot; dropping it saves each environment a wake.
-    if (this.schedule.get(LINK_CHECK_TIMER)) (this.schedule.clear(LINK_CHECK_TIMER), await this.arm());
+    if (this.schedule.clear(LINK_CHECK_TIMER)) await this.arm();
     // Runs this agent does not know, whose start it already had (or never will get): lost.
     const known = new Set((hello.runs ?? []).map((r) => r.runId));
     for (const run of this.runs.open()) {

@@ -23,8 +23,11 @@ export class Schedule {
              ON CONFLICT (key) DO UPDATE SET due = excluded.due, event = excluded.event`;
   }
 
-  clear(key: string): void {
-    if (this.get(key)) this.sql`DELETE FROM schedule WHERE key = ${key}`;
+  /** Drops the timer; answers whether there was one. */
+  clear(key: string): boolean {
+    if (!this.get(key)) return false;
+    this.sql`DELETE FROM schedule WHERE key = ${key}`;
+    return true;
   }
 
   clearAll(): void {
