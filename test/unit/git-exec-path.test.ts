@@ -9,6 +9,7 @@ import { execFileSync } from "node:child_process";
 import { copyFileSync, linkSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, expect, it } from "vitest";
+import { gitEnv } from "../lib/workspace-files.js";
 import { tempDir } from "./helpers.js";
 
 const SCRIPT = path.join(import.meta.dirname, "..", "..", "scripts", "lib", "git-exec-path.sh");
@@ -47,7 +48,7 @@ it("recognises builtins shipped as symlinks, hard links and copies; leaves other
   }
 
   // The copy as git's exec-path: a commit, a bundle, and fetches from the bundle and from a repository.
-  const env = { ...process.env, GIT_EXEC_PATH: dest, GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null", GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@e", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@e" };
+  const env = { ...gitEnv, GIT_EXEC_PATH: dest };
   const git = (cwd: string, ...args: string[]) => execFileSync(path.join(dest, "git"), args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] }).toString();
   const a = path.join(t.dir, "a");
   const b = path.join(t.dir, "b");

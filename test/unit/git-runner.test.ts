@@ -6,13 +6,13 @@
  * the helpers git started go with it (its process group), on a time limit, an abort, or when
  * one still holds the pipes after git exited. Real git, real processes.
  */
-import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { gitBase } from "../../provider-agent/src/services/diff-git.js";
 import { runGit } from "../../provider-agent/src/services/git-runner.js";
 import { pidAlive } from "../../scripts/lib/processes.js";
+import { git } from "../lib/workspace-files.js";
 import { tempDir, waitFor } from "./helpers.js";
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -30,11 +30,10 @@ async function dir(): Promise<string> {
 async function repository(): Promise<string> {
   const ws = path.join(await dir(), "ws");
   mkdirSync(ws);
-  const git = (...args: string[]) => execFileSync("git", args, { cwd: ws, env: { ...process.env, GIT_CONFIG_GLOBAL: "/dev/null", GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@t", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t" } });
-  git("init", "-q");
+  git(ws, "init", "-q");
   writeFileSync(path.join(ws, "a.txt"), "a\n");
-  git("add", "a.txt");
-  git("commit", "-q", "-m", "one");
+  git(ws, "add", "a.txt");
+  git(ws, "commit", "-q", "-m", "one");
   return ws;
 }
 
