@@ -54,15 +54,15 @@ export class Relay {
   constructor(private readonly h: RelayHost) {}
 
   async exec(params: ExecParams): Promise<Outcome<ExecResult>> {
-      const timeoutMs = params.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
-      const reply = await this.ask("exec", { ...params, stream: false, timeoutMs }, timeoutMs + this.h.timing.execGraceMs);
-      if (!reply.ok) return reply;
-      const parsed = ExecResult.safeParse(reply.value);
-      if (!parsed.success) return fail("agent_error", "The agent sent a malformed exec result.");
-      const result = parsed.data;
-      this.logExec(params, result);
-      if (result.timedOut) return fail("timeout", `The command did not finish within ${timeoutMs} ms and was killed.`, { ...result });
-      return ok(result);
+    const timeoutMs = params.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
+    const reply = await this.ask("exec", { ...params, stream: false, timeoutMs }, timeoutMs + this.h.timing.execGraceMs);
+    if (!reply.ok) return reply;
+    const parsed = ExecResult.safeParse(reply.value);
+    if (!parsed.success) return fail("agent_error", "The agent sent a malformed exec result.");
+    const result = parsed.data;
+    this.logExec(params, result);
+    if (result.timedOut) return fail("timeout", `The command did not finish within ${timeoutMs} ms and was killed.`, { ...result });
+    return ok(result);
   }
 
   /**
@@ -82,36 +82,36 @@ export class Relay {
    * `line`'s promise: the agent sends more once the line is taken. `end` comes after the last line.
    */
   execLines(params: ExecParams, sink: { line(l: ExecStreamLine): Promise<void>; end(): Promise<void> }): Outcome<string> {
-      const ready = this.h.agent();
-      if (!ready.ok) return ready;
-      const ws = ready.value;
-      const timeoutMs = params.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
-      const id = crypto.randomUUID();
-      const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
-      void sink.line({ type: "started", execId: id });
-      const reply = this.h.pending.open(id, timeoutMs + this.h.timing.execGraceMs, () => this.h.link.send(ws, { v: 1, kind: "cancel", re: id }), (c) => {
-        const stream = c.stream ?? "stdout";
-        const text = decoders[stream].decode(base64ToBytes(c.data), { stream: true });
-        // Credit is granted once the reader has taken the line: a slow reader slows the agent.
-        void sink.line({ type: stream, data: text }).then(() => this.h.link.grantCredit(this.h.agentSocket(), id, c.n + INITIAL_CREDIT));
-      });
-      const seq = this.h.link.send(ws, { v: 1, kind: "request", id, op: "exec", params: { ...params, stream: true, timeoutMs }, timeoutMs });
-      if (seq !== null) this.execSeqs.set(id, seq);
-      void reply.then(async (r) => {
-        this.h.link.endGrant(id);
-        this.execSeqs.delete(id);
-        const parsed = r.ok ? ExecResult.safeParse(r.result) : null;
-        if (parsed?.success) {
-          const x = parsed.data;
-          this.logExec(params, x);
-          await sink.line({ type: "exit", exitCode: x.exitCode, signal: x.signal ?? null, durationMs: x.durationMs, timedOut: x.timedOut, cancelled: x.cancelled });
-        } else {
-          const error = r.ok ? { code: "agent_error", message: "The agent sent a malformed exec result." } : r.error;
-          await sink.line({ type: "error", code: error.code, message: error.message });
-        }
-        await sink.end();
-      });
-      return ok(id);
+    const ready = this.h.agent();
+    if (!ready.ok) return ready;
+    const ws = ready.value;
+    const timeoutMs = params.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
+    const id = crypto.randomUUID();
+    const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+    void sink.line({ type: "started", execId: id });
+    const reply = this.h.pending.open(id, timeoutMs + this.h.timing.execGraceMs, () => this.h.link.send(ws, { v: 1, kind: "cancel", re: id }), (c) => {
+      const stream = c.stream ?? "stdout";
+      const text = decoders[stream].decode(base64ToBytes(c.data), { stream: true });
+      // Credit is granted once the reader has taken the line: a slow reader slows the agent.
+      void sink.line({ type: stream, data: text }).then(() => this.h.link.grantCredit(this.h.agentSocket(), id, c.n + INITIAL_CREDIT));
+    });
+    const seq = this.h.link.send(ws, { v: 1, kind: "request", id, op: "exec", params: { ...params, stream: true, timeoutMs }, timeoutMs });
+    if (seq !== null) this.execSeqs.set(id, seq);
+    void reply.then(async (r) => {
+      this.h.link.endGrant(id);
+      this.execSeqs.delete(id);
+      const parsed = r.ok ? ExecResult.safeParse(r.result) : null;
+      if (parsed?.success) {
+        const x = parsed.data;
+        this.logExec(params, x);
+        await sink.line({ type: "exit", exitCode: x.exitCode, signal: x.signal ?? null, durationMs: x.durationMs, timedOut: x.timedOut, cancelled: x.cancelled });
+      } else {
+        const error = r.ok ? { code: "agent_error", message: "The agent sent a malformed exec result." } : r.error;
+        await sink.line({ type: "error", code: error.code, message: error.message });
+      }
+      await sink.end();
+    });
+    return ok(id);
   }
 
   /** Cancels an exec in flight: the agent signals its whole process group. */
