@@ -140,22 +140,30 @@ export class Agent {
 
   /** The workspace's shadow repository (snapshots), created on first use. */
   get snapshots(): SnapshotService {
-    const { workspace, snapshotDir } = this.options;
-    return (this.#snapshots ??= new SnapshotService({ workspace, dir: snapshotDir ?? defaultSnapshotDir(workspaceKey(workspace)), log: this.#log }));
+    return (this.#snapshots ??= new SnapshotService({ workspace: this.options.workspace, dir: this.#snapshotDir, log: this.#log }));
   }
 
   /** The diff service; call `diffs.prepare()` when the agent starts so a workspace without git gets its base. */
   get diffs(): DiffService {
-    const { workspace, diffBaseDir } = this.options;
-    return (this.#diffs ??= new DiffService({ workspace, baseDir: diffBaseDir ?? defaultDiffBaseDir(workspaceKey(workspace)), log: this.#log }));
+    return (this.#diffs ??= new DiffService({ workspace: this.options.workspace, baseDir: this.#diffBaseDir, log: this.#log }));
+  }
+
+  /** The shadow repository's directory: as configured, or the default for this workspace. */
+  get #snapshotDir(): string {
+    return this.options.snapshotDir ?? defaultSnapshotDir(workspaceKey(this.options.workspace));
+  }
+
+  /** The diff base's directory: as configured, or the default for this workspace. */
+  get #diffBaseDir(): string {
+    return this.options.diffBaseDir ?? defaultDiffBaseDir(workspaceKey(this.options.workspace));
   }
 
   /** The agent's own directories, named by a stand-in in messages that leave it. */
   #privateDirs(): PrivateDir[] {
-    const { workspace, snapshotDir, diffBaseDir, stateDir, spoolDir } = this.options;
+    const { stateDir, spoolDir } = this.options;
     return privateDirs([
-      { dir: snapshotDir ?? defaultSnapshotDir(workspaceKey(workspace)), as: "(agent snapshots)" },
-      { dir: diffBaseDir ?? defaultDiffBaseDir(workspaceKey(workspace)), as: "(agent diff base)" },
+      { dir: this.#snapshotDir, as: "(agent snapshots)" },
+      { dir: this.#diffBaseDir, as: "(agent diff base)" },
       { dir: stateDir, as: "(agent state)" },
       { dir: spoolDir, as: "(agent spool)" },
     ]);
